@@ -1,0 +1,63 @@
+"""raypipe: Kubeflow-style ML pipelines on Ray, with step outputs passed in memory.
+
+Example:
+    >>> import raypipe
+    >>> from raypipe import dsl
+    >>> @dsl.component
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> @dsl.pipeline(name="addition")
+    ... def addition(a: int, b: int, c: int = 10) -> int:
+    ...     return add(a=add(a=a, b=b).output, b=c).output
+    >>> raypipe.run(addition, {"a": 1, "b": 2}).output  # doctest: +SKIP
+    13
+"""
+
+from raypipe import dsl
+from raypipe.errors import (
+    ClusterConnectionError,
+    ComponentDefinitionError,
+    PipelineArgumentError,
+    PipelineDefinitionError,
+    RaypipeError,
+    SpecLoadError,
+    StepFailedError,
+)
+from raypipe.runtime.result import (
+    ArtifactRecord,
+    AttemptRecord,
+    ErrorInfo,
+    RunResult,
+    RunStatus,
+    TaskResult,
+    TaskState,
+)
+from raypipe.runtime.runner import run
+from raypipe.spec.io import compile, json_schema, load
+from raypipe.spec.models import PipelineSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactRecord",
+    "AttemptRecord",
+    "ClusterConnectionError",
+    "ComponentDefinitionError",
+    "ErrorInfo",
+    "PipelineArgumentError",
+    "PipelineDefinitionError",
+    "PipelineSpec",
+    "RaypipeError",
+    "RunResult",
+    "RunStatus",
+    "SpecLoadError",
+    "StepFailedError",
+    "TaskResult",
+    "TaskState",
+    "__version__",
+    "compile",
+    "dsl",
+    "json_schema",
+    "load",
+    "run",
+]

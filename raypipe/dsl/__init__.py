@@ -1,0 +1,53 @@
+"""Authoring pipelines: components, pipelines, artifact types and task options.
+
+Example:
+    >>> from raypipe import dsl
+    >>> @dsl.component
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> @dsl.pipeline(name="addition")
+    ... def addition(a: int, b: int, c: int = 10) -> int:
+    ...     return add(a=add(a=a, b=b).output, b=c).output
+
+This package never imports Ray, MLflow or DuckDB: building a pipeline is cheap and local.
+"""
+
+from raypipe.dsl.artifacts import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Markdown,
+    Metrics,
+    Model,
+)
+from raypipe.dsl.component import Component, component
+from raypipe.dsl.interface import Input, Output
+from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.pipeline import Pipeline, pipeline
+from raypipe.dsl.task import PipelineTask, TaskOutput
+
+__all__ = [
+    "HTML",
+    "Artifact",
+    "ClassificationMetrics",
+    "Component",
+    "Dataset",
+    "Input",
+    "Markdown",
+    "Metrics",
+    "Model",
+    "Output",
+    "Pipeline",
+    "PipelineTask",
+    "TaskOptions",
+    "TaskOutput",
+    "component",
+    "pipeline",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "raypipe.dsl"
+del _name, _obj

@@ -1,0 +1,316 @@
+"""``@dsl.component``: turn a typed Python function into a pipeline step.
+
+Example:
+    >>> @component(num_cpus=1)
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> add.name, list(add.inputs), list(add.outputs)
+    ('add', ['a', 'b'], ['Output'])
+    >>> add.python_func(1, 2)
+    3
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import json
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from raypipe.dsl.interface import (
+    InputSpec,
+    IOKind,
+    OutputSpec,
+    describe_annotation,
+    io_direction,
+)
+from raypipe.dsl.options import TaskOptions, parse_duration, parse_memory
+from raypipe.errors import ComponentDefinitionError
+
+if typing.TYPE_CHECKING:
+    from raypipe.dsl.task import PipelineTask
+
+__all__ = ["SINGLE_OUTPUT", "BaseComponent", "Component", "component", "kfp_name"]
+
+SINGLE_OUTPUT = "Output"
+"""The name of a component's one return value (KFP's convention)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def kfp_name(python_name: str) -> str:
+    """KFP's naming: ``make_matrix`` -> ``make-matrix``.
+
+    Example:
+        >>> kfp_name("train_model")
+        'train-model'
+    """
+    return python_name.replace("_", "-")
+
+
+class BaseComponent(abc.ABC):
+    """Something a pipeline can call to make a task: a component or a whole pipeline."""
+
+    name: str
+    description: str | None
+    options: TaskOptions
+
+    @property
+    @abc.abstractmethod
+    def inputs(self) -> Mapping[str, InputSpec]:
+        """The typed inputs, by name."""
+
+    @property
+    @abc.abstractmethod
+    def outputs(self) -> Mapping[str, OutputSpec]:
+        """The typed outputs, by name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PipelineTask:
+        from raypipe.dsl.pipeline import active_builder
+
+        builder = active_builder()
+        if builder is None:
+            raise ComponentDefinitionError(
+                "called outside a pipeline; inside a @dsl.pipeline function it makes a task, "
+                f"and {self.name}.python_func(...) calls the plain function",
+                component=self.name,
+            )
+        return builder.add_task(self, args, kwargs)
+
+
+class Component(BaseComponent):
+    """A typed Python function that runs as one Ray task per pipeline step.
+
+    Attributes:
+        name: the component name (the function name with ``_`` -> ``-``).
+        python_func: the undecorated function, for unit tests.
+        inputs / outputs: the typed interface read from the signature.
+        options: default task options for every task of this component.
+    """
+
+    def __init__(self, func: Callable[..., Any], options: TaskOptions) -> None:
+        if not inspect.isfunction(func):
+            raise ComponentDefinitionError(
+                f"@dsl.component decorates a function, got {type(func).__name__}",
+                component=getattr(func, "__name__", repr(func)),
+            )
+        self.python_func = func
+        self.name = kfp_name(func.__name__)
+        doc = inspect.getdoc(func)
+        self.description = doc.splitlines()[0] if doc else None
+        self.options = options
+        self._inputs, self._outputs = _read_signature(func, self.name)
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    @property
+    def inputs(self) -> Mapping[str, InputSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Mapping[str, OutputSpec]:
+        return self._outputs
+
+    def __repr__(self) -> str:
+        return f"<component {self.name}>"
+
+
+def _read_signature(
+    func: Callable[..., Any], name: str
+) -> tuple[dict[str, InputSpec], dict[str, OutputSpec]]:
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:  # NameError for unresolved forward references, mostly
+        raise ComponentDefinitionError(
+            f"cannot resolve the type annotations: {type(exc).__name__}: {exc}", component=name
+        ) from exc
+
+    inputs: dict[str, InputSpec] = {}
+    outputs: dict[str, OutputSpec] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ComponentDefinitionError(
+                "*args and **kwargs are not allowed; declare each input", component=name,
+                field=param.name,
+            )
+        if param.name not in hints:
+            raise ComponentDefinitionError(
+                "has no type annotation; annotate it (int, str, Input[Dataset], np.ndarray, ...)",
+                component=name,
+                field=param.name,
+            )
+        annotation = hints[param.name]
+        try:
+            io_type = describe_annotation(annotation)
+        except TypeError as exc:
+            raise ComponentDefinitionError(str(exc), component=name, field=param.name) from exc
+        if io_direction(annotation) == "output":
+            if param.default is not param.empty:
+                raise ComponentDefinitionError(
+                    "an Output[...] parameter takes no default", component=name, field=param.name
+                )
+            outputs[param.name] = OutputSpec(**io_type.model_dump(), source="parameter")
+            continue
+        has_default = param.default is not param.empty
+        default = param.default if has_default else None
+        if has_default:
+            _check_json_default(default, name, param.name)
+        inputs[param.name] = InputSpec(
+            **io_type.model_dump(exclude={"nullable"}),
+            nullable=io_type.nullable or (has_default and default is None),
+            optional=has_default,
+            default=default,
+        )
+
+    returns = hints.get("return", None)
+    for out_name, out_type in _return_outputs(returns, name).items():
+        if out_name in outputs:
+            raise ComponentDefinitionError(
+                f"output {out_name!r} is both returned and an Output[...] parameter",
+                component=name,
+                field=out_name,
+            )
+        outputs[out_name] = out_type
+    return inputs, outputs
+
+
+def _return_outputs(returns: Any, name: str) -> dict[str, OutputSpec]:
+    if returns is None or returns is type(None):
+        return {}
+    if io_direction(returns) is not None:
+        raise ComponentDefinitionError(
+            "Input[...]/Output[...] cannot be a return type; declare an Output[...] parameter",
+            component=name,
+            field="return",
+        )
+    if is_namedtuple_type(returns):
+        field_types = typing.get_type_hints(returns, include_extras=True)
+        result = {}
+        for field in returns._fields:
+            if field not in field_types:
+                raise ComponentDefinitionError(
+                    "NamedTuple fields need type annotations", component=name, field=field
+                )
+            result[field] = _output_spec(field_types[field], name, field)
+        return result
+    return {SINGLE_OUTPUT: _output_spec(returns, name, "return")}
+
+
+def _output_spec(annotation: Any, component: str, field: str) -> OutputSpec:
+    try:
+        io_type = describe_annotation(annotation)
+    except TypeError as exc:
+        raise ComponentDefinitionError(str(exc), component=component, field=field) from exc
+    return OutputSpec(**io_type.model_dump(), source="return")
+
+
+def is_namedtuple_type(annotation: Any) -> bool:
+    """True for classes made by ``typing.NamedTuple`` / ``collections.namedtuple``."""
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, tuple)
+        and hasattr(annotation, "_fields")
+    )
+
+
+def _check_json_default(value: Any, component: str, field: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ComponentDefinitionError(
+            f"default {value!r} is not a JSON value, so it cannot be stored in the compiled "
+            "pipeline; use None and build the value inside the function",
+            component=component,
+            field=field,
+        ) from exc
+
+
+@overload
+def component(func: F, /) -> Component: ...
+
+
+@overload
+def component(
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | str | None = None,
+    resources: Mapping[str, float] | None = None,
+    accelerator: str | None = None,
+    retries: int = 0,
+    backoff_seconds: float | str = 0.0,
+    backoff_factor: float = 2.0,
+    backoff_max: float | str = 3600.0,
+    cache: bool = True,
+    image: str | None = None,
+    packages: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | str | None = None,
+) -> Callable[[F], Component]: ...
+
+
+def component(
+    func: F | None = None,
+    /,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | str | None = None,
+    resources: Mapping[str, float] | None = None,
+    accelerator: str | None = None,
+    retries: int = 0,
+    backoff_seconds: float | str = 0.0,
+    backoff_factor: float = 2.0,
+    backoff_max: float | str = 3600.0,
+    cache: bool = True,
+    image: str | None = None,
+    packages: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | str | None = None,
+) -> Component | Callable[[F], Component]:
+    """Make a pipeline component from a typed function; use bare or with options.
+
+    Example:
+        >>> @component(num_cpus=2, retries=3, memory="2Gi")
+        ... def train(lr: float) -> float:
+        ...     return lr * 2
+        >>> train.options.memory
+        2147483648
+
+    Args:
+        num_cpus, num_gpus, memory, resources, accelerator: what the step reserves on Ray
+            (memory in bytes or as a quantity such as ``"4Gi"``).
+        retries, backoff_seconds, backoff_factor, backoff_max: how a failing step is retried.
+        cache: whether the step's result may be reused from an earlier run.
+        image, packages, env: the step's environment.
+        timeout: seconds (or ``"5m"``) after which the step is failed.
+    """
+
+    def decorate(f: F) -> Component:
+        name = kfp_name(getattr(f, "__name__", "component"))
+        try:
+            options = TaskOptions(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                memory=parse_memory(memory) if memory is not None else None,
+                resources=dict(resources or {}),
+                accelerator=accelerator,
+                retries=retries,
+                backoff_seconds=parse_duration(backoff_seconds),
+                backoff_factor=backoff_factor,
+                backoff_max=parse_duration(backoff_max),
+                cache=cache,
+                image=image,
+                packages=list(packages or []),
+                env=dict(env or {}),
+                timeout=parse_duration(timeout) if timeout is not None else None,
+            )
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc
+        return Component(f, options)
+
+    if func is not None:
+        return decorate(func)
+    return decorate

@@ -1,0 +1,118 @@
+"""Task options: resources, retries, caching, environment, timeout; and quantity parsing.
+
+``@dsl.component(num_cpus=2, retries=3)`` sets defaults for every task of a component;
+KFP-style setters on a task (``task.set_cpu_limit("500m")``) override them for that task.
+
+Example:
+    >>> TaskOptions(num_cpus=2).model_copy(update={"memory": parse_memory("512Mi")}).memory
+    536870912
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+
+__all__ = ["TaskOptions", "parse_cpu", "parse_duration", "parse_memory"]
+
+
+class TaskOptions(BaseModel):
+    """How and where one step runs. Unset fields take Ray's defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_cpus: NonNegativeFloat | None = None
+    num_gpus: NonNegativeFloat | None = None
+    memory: NonNegativeInt | None = Field(default=None, description="bytes of memory to reserve")
+    resources: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    accelerator: str | None = Field(default=None, description="accelerator type, e.g. 'A100'")
+    retries: NonNegativeInt = 0
+    backoff_seconds: NonNegativeFloat = 0.0
+    backoff_factor: float = Field(default=2.0, ge=1.0)
+    backoff_max: NonNegativeFloat = 3600.0
+    cache: bool = True
+    image: str | None = None
+    packages: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: NonNegativeFloat | None = Field(default=None, description="seconds")
+
+
+_MEMORY_SUFFIXES = {
+    "": 1,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_memory(value: str | int | float) -> int:
+    """Bytes from a Kubernetes memory quantity (``"4Gi"``, ``"512M"``) or a number of bytes.
+
+    Example:
+        >>> parse_memory("1.5Gi"), parse_memory("2G"), parse_memory(1024)
+        (1610612736, 2000000000, 1024)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"memory must be a quantity such as '4Gi', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"memory must not be negative, got {value!r}")
+        return int(value)
+    match = _QUANTITY.match(value)
+    if not match or match.group(2) not in _MEMORY_SUFFIXES:
+        raise ValueError(
+            f"memory must be a quantity such as '512Mi', '4G' or a number of bytes, got {value!r}"
+        )
+    return int(float(match.group(1)) * _MEMORY_SUFFIXES[match.group(2)])
+
+
+def parse_cpu(value: str | int | float) -> float:
+    """CPUs from a Kubernetes CPU quantity (``"500m"``, ``"2"``) or a number.
+
+    Example:
+        >>> parse_cpu("500m"), parse_cpu("2"), parse_cpu(1.5)
+        (0.5, 2.0, 1.5)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"cpu must be a quantity such as '500m' or '2', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"cpu must not be negative, got {value!r}")
+        return float(value)
+    match = _QUANTITY.match(value)
+    if not match or match.group(2) not in ("", "m"):
+        raise ValueError(f"cpu must be a quantity such as '500m' or '2', got {value!r}")
+    number = float(match.group(1))
+    return number / 1000 if match.group(2) == "m" else number
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "ms": 0.001}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a duration such as ``"30s"``, ``"5m"``, ``"1h"`` or a number of seconds.
+
+    Example:
+        >>> parse_duration("5m"), parse_duration(3)
+        (300.0, 3.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"duration must be like '30s' or '5m', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value!r}")
+        return float(value)
+    match = _QUANTITY.match(value)
+    if not match or match.group(2) not in _DURATION_UNITS:
+        raise ValueError(f"duration must be like '30s', '5m' or '1h', got {value!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -1,0 +1,226 @@
+"""``@dsl.pipeline``: a function whose body wires components into a DAG.
+
+The body runs once, at build time, with placeholders for its parameters; each component
+call adds a task. The result is a :class:`PipelineGraph`, which ``raypipe.compile`` turns
+into the IR and ``raypipe.run`` executes.
+
+Example:
+    >>> from raypipe.dsl.component import component
+    >>> @component
+    ... def add(a: int, b: int) -> int:
+    ...     return a + b
+    >>> @pipeline(name="addition")
+    ... def addition(a: int, b: int, c: int = 10) -> int:
+    ...     return add(a=add(a=a, b=b).output, b=c).output
+    >>> [t.name for t in addition.trace().tasks]
+    ['add', 'add-2']
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from raypipe.dsl.component import (
+    SINGLE_OUTPUT,
+    BaseComponent,
+    _read_signature,
+    kfp_name,
+)
+from raypipe.dsl.interface import InputSpec, OutputSpec
+from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.task import Channel, PipelineInput, PipelineTask
+from raypipe.errors import ComponentDefinitionError, PipelineDefinitionError
+
+__all__ = ["Pipeline", "PipelineBuilder", "PipelineGraph", "active_builder", "pipeline"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ACTIVE_BUILDER: contextvars.ContextVar[PipelineBuilder | None] = contextvars.ContextVar(
+    "raypipe_active_pipeline_builder", default=None
+)
+
+
+def active_builder() -> PipelineBuilder | None:
+    """The pipeline being built in this context, if any."""
+    return _ACTIVE_BUILDER.get()
+
+
+class PipelineBuilder:
+    """Collects the tasks a pipeline function creates, naming them the KFP way."""
+
+    def __init__(self, pipeline_name: str) -> None:
+        self.pipeline_name = pipeline_name
+        self.tasks: list[PipelineTask] = []
+        self._name_counts: dict[str, int] = {}
+
+    def add_task(
+        self, component: BaseComponent, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> PipelineTask:
+        name = self._next_name(kfp_name(component.name))
+        if args:
+            example = ", ".join(f"{n}=..." for n in component.inputs)
+            raise PipelineDefinitionError(
+                f"components take keyword arguments only: {component.name}({example})",
+                pipeline=self.pipeline_name,
+                task=name,
+            )
+        task = PipelineTask(self, name, component, dict(kwargs))
+        self.tasks.append(task)
+        return task
+
+    def _next_name(self, base: str) -> str:
+        count = self._name_counts.get(base, 0) + 1
+        self._name_counts[base] = count
+        return base if count == 1 else f"{base}-{count}"
+
+
+@dataclass(frozen=True)
+class PipelineGraph:
+    """What tracing a pipeline function produced: its inputs, tasks and outputs."""
+
+    name: str
+    description: str | None
+    inputs: Mapping[str, InputSpec]
+    tasks: list[PipelineTask]
+    outputs: Mapping[str, Any]  # output name -> Channel (or a stray value, reported later)
+    output_specs: Mapping[str, OutputSpec]
+
+
+class Pipeline(BaseComponent):
+    """A pipeline: run it with ``raypipe.run``, compile it, or call it inside another one."""
+
+    def __init__(self, func: Callable[..., Any], name: str | None, description: str | None):
+        if not inspect.isfunction(func):
+            raise ComponentDefinitionError(
+                f"@dsl.pipeline decorates a function, got {type(func).__name__}",
+                component=getattr(func, "__name__", repr(func)),
+            )
+        self.python_func = func
+        self.name = name or kfp_name(func.__name__)
+        doc = inspect.getdoc(func)
+        self.description = description or (doc.splitlines()[0] if doc else None)
+        self.options = TaskOptions()
+        self._inputs, artifact_outputs = _read_signature(func, self.name)
+        if artifact_outputs and any(o.source == "parameter" for o in artifact_outputs.values()):
+            raise ComponentDefinitionError(
+                "a pipeline returns its outputs; it takes no Output[...] parameters",
+                component=self.name,
+            )
+        self._declared_outputs = artifact_outputs  # from the return annotation, may be empty
+        self._has_return_annotation = "return" in typing.get_type_hints(
+            func, include_extras=True
+        )
+        self._graph: PipelineGraph | None = None
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    @property
+    def inputs(self) -> Mapping[str, InputSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Mapping[str, OutputSpec]:
+        return self.trace().output_specs
+
+    def trace(self) -> PipelineGraph:
+        """Run the pipeline function once with placeholders and record what it wires.
+
+        The result is cached: the function body runs once per Pipeline object.
+        """
+        if self._graph is None:
+            self._graph = self._trace()
+        return self._graph
+
+    def _trace(self) -> PipelineGraph:
+        builder = PipelineBuilder(self.name)
+        placeholders = {n: PipelineInput(n, spec, self.name) for n, spec in self._inputs.items()}
+        token = _ACTIVE_BUILDER.set(builder)
+        try:
+            returned = self.python_func(**placeholders)
+        finally:
+            _ACTIVE_BUILDER.reset(token)
+        outputs = self._read_return(returned)
+        output_specs: dict[str, OutputSpec] = dict(self._declared_outputs)
+        if not self._has_return_annotation:
+            for out_name, value in outputs.items():
+                if isinstance(value, Channel):
+                    output_specs[out_name] = OutputSpec(
+                        **value.type.model_dump(include={"kind", "type", "annotation", "nullable"})
+                    )
+        return PipelineGraph(
+            name=self.name,
+            description=self.description,
+            inputs=self._inputs,
+            tasks=builder.tasks,
+            outputs=outputs,
+            output_specs=output_specs,
+        )
+
+    def _read_return(self, returned: Any) -> dict[str, Any]:
+        declared = list(self._declared_outputs)
+        if returned is None:
+            values: dict[str, Any] = {}
+        elif isinstance(returned, PipelineTask):
+            raise PipelineDefinitionError(
+                f"returns the task {returned.name!r}; return {returned.name}.output or "
+                f"{returned.name}.outputs[name]",
+                pipeline=self.name,
+                field="return",
+            )
+        elif isinstance(returned, tuple) and not isinstance(returned, Channel):
+            fields = getattr(returned, "_fields", None) or declared
+            if len(fields) != len(returned):
+                raise PipelineDefinitionError(
+                    f"returns {len(returned)} values but declares outputs {declared}",
+                    pipeline=self.name,
+                    field="return",
+                )
+            values = dict(zip(fields, returned))
+        else:
+            values = {SINGLE_OUTPUT: returned}
+        if self._has_return_annotation and set(values) != set(declared):
+            raise PipelineDefinitionError(
+                f"returns outputs {sorted(values)} but its annotation declares {sorted(declared)}",
+                pipeline=self.name,
+                field="return",
+            )
+        return values
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+
+@overload
+def pipeline(func: F, /) -> Pipeline: ...
+
+
+@overload
+def pipeline(
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[F], Pipeline]: ...
+
+
+def pipeline(
+    func: F | None = None, /, *, name: str | None = None, description: str | None = None
+) -> Pipeline | Callable[[F], Pipeline]:
+    """Declare a pipeline; its body calls components with keyword arguments.
+
+    Example:
+        >>> @pipeline(name="empty", description="does nothing")
+        ... def empty() -> None:
+        ...     pass
+        >>> empty.name, empty.description
+        ('empty', 'does nothing')
+    """
+
+    def decorate(f: F) -> Pipeline:
+        return Pipeline(f, name, description)
+
+    if func is not None:
+        return decorate(func)
+    return decorate

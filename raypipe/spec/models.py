@@ -1,0 +1,189 @@
+"""The IR: a compiled pipeline as plain, immutable pydantic data.
+
+A :class:`PipelineSpec` holds a ``root`` component whose implementation is a DAG of tasks,
+and a table of ``components``. A task names its component and binds each input to a
+constant, an input of the enclosing DAG, or an output of another task in the same DAG.
+A component is implemented by a Python function (readable source plus a portable
+payload) or by a DAG (a pipeline used as a component).
+
+Example (YAML):
+    schema_version: raypipe/v1
+    name: addition
+    root:
+      inputs: {a: {kind: parameter, type: int}, ...}
+      outputs: {Output: {kind: parameter, type: int}}
+      dag:
+        tasks:
+          add:   {component: add, inputs: {a: {pipeline_input: a}, b: {pipeline_input: b}}}
+          add-2: {component: add, inputs: {a: {task_output: {task: add, output: Output}},
+                                           b: {pipeline_input: c}}}
+        outputs: {Output: {task_output: {task: add-2, output: Output}}}
+    components:
+      add: {inputs: ..., outputs: ..., python: {source: "def add(a: int, b: int) -> int: ..."}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, model_validator
+
+from raypipe.dsl.interface import InputSpec, OutputSpec
+from raypipe.dsl.options import TaskOptions
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Binding",
+    "ComponentSpec",
+    "ConstantBinding",
+    "DagSpec",
+    "OutputRef",
+    "PipelineInputBinding",
+    "PipelineSpec",
+    "PythonFunctionSpec",
+    "TaskOutputBinding",
+    "TaskSpec",
+]
+
+SCHEMA_VERSION = "raypipe/v1"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ConstantBinding(_Frozen):
+    """An input fixed at compile time to a JSON value."""
+
+    constant: JsonValue
+
+
+class PipelineInputBinding(_Frozen):
+    """An input taken from an input of the enclosing DAG (a pipeline parameter)."""
+
+    pipeline_input: str
+
+
+class OutputRef(_Frozen):
+    """An output of a task in the same DAG."""
+
+    task: str
+    output: str
+
+
+class TaskOutputBinding(_Frozen):
+    """An input taken from another task's output; the edge of the DAG."""
+
+    task_output: OutputRef
+
+
+def _binding_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = [k for k in ("constant", "pipeline_input", "task_output") if k in value]
+        return keys[0] if len(keys) == 1 else None
+    for tag, cls in (
+        ("constant", ConstantBinding),
+        ("pipeline_input", PipelineInputBinding),
+        ("task_output", TaskOutputBinding),
+    ):
+        if isinstance(value, cls):
+            return tag
+    return None
+
+
+Binding = Annotated[
+    Annotated[ConstantBinding, Tag("constant")]
+    | Annotated[PipelineInputBinding, Tag("pipeline_input")]
+    | Annotated[TaskOutputBinding, Tag("task_output")],
+    Discriminator(
+        _binding_tag,
+        custom_error_type="invalid_binding",
+        custom_error_message=(
+            "a binding has exactly one of 'constant', 'pipeline_input' or 'task_output'"
+        ),
+    ),
+]
+"""Where one input's value comes from."""
+
+
+class TaskSpec(_Frozen):
+    """One step of a DAG: which component runs, where its inputs come from, how it runs."""
+
+    component: str
+    display_name: str | None = None
+    inputs: dict[str, Binding] = Field(default_factory=dict)
+    after: list[str] = Field(default_factory=list, description="tasks to wait for")
+    options: TaskOptions = Field(default_factory=TaskOptions)
+
+
+class DagSpec(_Frozen):
+    """A graph of tasks and which task outputs become the DAG's outputs."""
+
+    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+    outputs: dict[str, Binding] = Field(default_factory=dict)
+
+
+class PythonFunctionSpec(_Frozen):
+    """A Python function: its readable source and a portable payload to run it anywhere.
+
+    ``payload`` is the function serialised by value with cloudpickle (base64): its module's
+    helpers and constants travel with it, imported packages are imported by name. It needs
+    the same Python minor version (``python``) to load.
+    """
+
+    name: str
+    module: str
+    source: str | None = None
+    payload: str
+    python: str = Field(description="major.minor Python version the payload was made with")
+
+
+class ComponentSpec(_Frozen):
+    """A reusable step: a typed interface implemented by a Python function or a DAG."""
+
+    description: str | None = None
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    python: PythonFunctionSpec | None = None
+    dag: DagSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_implementation(self) -> ComponentSpec:
+        if (self.python is None) == (self.dag is None):
+            raise ValueError("a component has exactly one of 'python' or 'dag'")
+        return self
+
+
+class PipelineSpec(_Frozen):
+    """A whole compiled pipeline; ``raypipe.run`` accepts it as it accepts a ``Pipeline``."""
+
+    schema_version: Literal["raypipe/v1"] = SCHEMA_VERSION
+    name: str
+    description: str | None = None
+    root: ComponentSpec
+    components: dict[str, ComponentSpec] = Field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        return self.root.inputs
+
+    @property
+    def outputs(self) -> dict[str, OutputSpec]:
+        return self.root.outputs
+
+    def digest(self) -> str:
+        """A sha256 of the canonical JSON form: equal specs have equal digests.
+
+        Example:
+            >>> spec.digest()[:12]  # doctest: +SKIP
+            '5f1c0e0a9b3d'
+        """
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document form: defaults left out, so files stay short and readable."""
+        document = self.model_dump(mode="json", exclude_defaults=True)
+        return {"schema_version": self.schema_version, **document}
