@@ -45,7 +45,8 @@ class Problem:
     """One thing wrong with a pipeline, located by pipeline, task, field and IR path.
 
     Example:
-        >>> str(Problem("expected int, got str ('1')", pipeline="addition", task="add-2", field="a"))
+        >>> p = Problem("expected int, got str ('1')", pipeline="addition", task="add-2", field="a")
+        >>> str(p)
         "addition.add-2.a: expected int, got str ('1')"
     """
 
@@ -83,9 +84,9 @@ class PipelineDefinitionError(RaypipeError):
     """A pipeline is wrong before any step runs: a type, an input, a cycle, an argument.
 
     Example:
-        >>> raise PipelineDefinitionError("expected int, got str", pipeline="p", task="add", field="a")
+        >>> raise PipelineDefinitionError("expected int", pipeline="p", task="add", field="a")
         Traceback (most recent call last):
-        raypipe.errors.PipelineDefinitionError: p.add.a: expected int, got str
+        raypipe.errors.PipelineDefinitionError: p.add.a: expected int
     """
 
     def __init__(

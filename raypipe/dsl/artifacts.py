@@ -149,7 +149,7 @@ class ClassificationMetrics(Artifact):
                 f"fpr, tpr and threshold must have the same length, got "
                 f"{len(fpr)}, {len(tpr)} and {len(threshold)}"
             )
-        for f, t, th in zip(fpr, tpr, threshold):
+        for f, t, th in zip(fpr, tpr, threshold, strict=True):
             self.log_roc_data_point(f, t, th)
 
     def set_confusion_matrix_categories(self, categories: Sequence[str]) -> None:
@@ -177,7 +177,7 @@ class ClassificationMetrics(Artifact):
         if len(matrix) != len(categories) or any(len(r) != len(categories) for r in matrix):
             raise ValueError(f"matrix must be {len(categories)}x{len(categories)}")
         self.set_confusion_matrix_categories(categories)
-        for category, row in zip(categories, matrix):
+        for category, row in zip(categories, matrix, strict=True):
             self.log_confusion_matrix_row(category, row)
 
     def _category_index(self, category: str) -> int:

@@ -21,7 +21,6 @@ from typing import Any, TypeVar, overload
 
 from raypipe.dsl.interface import (
     InputSpec,
-    IOKind,
     OutputSpec,
     describe_annotation,
     io_direction,
@@ -90,7 +89,12 @@ class Component(BaseComponent):
         options: default task options for every task of this component.
     """
 
-    def __init__(self, func: Callable[..., Any], options: TaskOptions) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        options: TaskOptions,
+        localns: dict[str, Any] | None = None,
+    ) -> None:
         if not inspect.isfunction(func):
             raise ComponentDefinitionError(
                 f"@dsl.component decorates a function, got {type(func).__name__}",
@@ -101,7 +105,7 @@ class Component(BaseComponent):
         doc = inspect.getdoc(func)
         self.description = doc.splitlines()[0] if doc else None
         self.options = options
-        self._inputs, self._outputs = _read_signature(func, self.name)
+        self._inputs, self._outputs = _read_signature(func, self.name, localns)
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 
@@ -117,11 +121,23 @@ class Component(BaseComponent):
         return f"<component {self.name}>"
 
 
+def caller_namespace() -> dict[str, Any]:
+    """Local names where the decorator was applied, so that string annotations
+    (``from __future__ import annotations``) can name classes defined in a function."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("raypipe.dsl"):
+            frame = frame.f_back
+        return dict(frame.f_locals) if frame is not None else {}
+    finally:
+        del frame
+
+
 def _read_signature(
-    func: Callable[..., Any], name: str
+    func: Callable[..., Any], name: str, localns: dict[str, Any] | None = None
 ) -> tuple[dict[str, InputSpec], dict[str, OutputSpec]]:
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        hints = typing.get_type_hints(func, localns=localns, include_extras=True)
     except Exception as exc:  # NameError for unresolved forward references, mostly
         raise ComponentDefinitionError(
             f"cannot resolve the type annotations: {type(exc).__name__}: {exc}", component=name
@@ -132,7 +148,8 @@ def _read_signature(
     for param in inspect.signature(func).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ComponentDefinitionError(
-                "*args and **kwargs are not allowed; declare each input", component=name,
+                "*args and **kwargs are not allowed; declare each input",
+                component=name,
                 field=param.name,
             )
         if param.name not in hints:
@@ -165,7 +182,7 @@ def _read_signature(
         )
 
     returns = hints.get("return", None)
-    for out_name, out_type in _return_outputs(returns, name).items():
+    for out_name, out_type in _return_outputs(returns, name, localns).items():
         if out_name in outputs:
             raise ComponentDefinitionError(
                 f"output {out_name!r} is both returned and an Output[...] parameter",
@@ -176,7 +193,9 @@ def _read_signature(
     return inputs, outputs
 
 
-def _return_outputs(returns: Any, name: str) -> dict[str, OutputSpec]:
+def _return_outputs(
+    returns: Any, name: str, localns: dict[str, Any] | None
+) -> dict[str, OutputSpec]:
     if returns is None or returns is type(None):
         return {}
     if io_direction(returns) is not None:
@@ -186,7 +205,7 @@ def _return_outputs(returns: Any, name: str) -> dict[str, OutputSpec]:
             field="return",
         )
     if is_namedtuple_type(returns):
-        field_types = typing.get_type_hints(returns, include_extras=True)
+        field_types = typing.get_type_hints(returns, localns=localns, include_extras=True)
         result = {}
         for field in returns._fields:
             if field not in field_types:
@@ -200,7 +219,7 @@ def _return_outputs(returns: Any, name: str) -> dict[str, OutputSpec]:
 
 def _output_spec(annotation: Any, component: str, field: str) -> OutputSpec:
     try:
-        io_type = describe_annotation(annotation)
+        io_type = describe_annotation(annotation, returned=True)
     except TypeError as exc:
         raise ComponentDefinitionError(str(exc), component=component, field=field) from exc
     return OutputSpec(**io_type.model_dump(), source="return")
@@ -309,7 +328,7 @@ def component(
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc
-        return Component(f, options)
+        return Component(f, options, caller_namespace())
 
     if func is not None:
         return decorate(func)

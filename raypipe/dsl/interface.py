@@ -10,8 +10,8 @@ Three kinds of value flow between steps:
   artifact root whose record (name, URI, metadata) is passed on.
 
 Example:
-    >>> describe_annotation(list[int])
-    IOType(kind=<IOKind.PARAMETER: 'parameter'>, type='list', annotation='list[int]', nullable=False)
+    >>> describe_annotation(list[int]).describe()
+    'list[int]'
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def io_direction(annotation: Any) -> Literal["input", "output"] | None:
     if typing.get_origin(annotation) is Annotated:
         for meta in annotation.__metadata__:
             if isinstance(meta, _Direction):
-                return meta.value  # type: ignore[no-any-return]
+                return meta.value
     return None
 
 
@@ -124,12 +124,19 @@ def _type_name(annotation: Any) -> str:
         return "typing.Any"
     if isinstance(annotation, type):
         module = annotation.__module__
-        return annotation.__qualname__ if module == "builtins" else f"{module}.{annotation.__qualname__}"
+        return (
+            annotation.__qualname__
+            if module == "builtins"
+            else f"{module}.{annotation.__qualname__}"
+        )
     return repr(annotation).replace("typing.", "")
 
 
-def describe_annotation(annotation: Any) -> IOType:
+def describe_annotation(annotation: Any, *, returned: bool = False) -> IOType:
     """Classify a type annotation as a parameter, artifact or in-memory object.
+
+    ``returned`` marks a return annotation, where a bare artifact class (``-> Model``)
+    declares an artifact output.
 
     Raises:
         TypeError: for ``Input``/``Output`` around something that is not an artifact class.
@@ -146,6 +153,8 @@ def describe_annotation(annotation: Any) -> IOType:
     if typing.get_origin(annotation) is Annotated:
         return describe_annotation(typing.get_args(annotation)[0])
     if isinstance(annotation, type) and issubclass(annotation, Artifact):
+        if returned:
+            return IOType(kind=IOKind.ARTIFACT, type=annotation.__name__)
         raise TypeError(
             f"an artifact must be declared as Input[{annotation.__name__}] or "
             f"Output[{annotation.__name__}]"
@@ -175,7 +184,8 @@ def check_assignable(source: IOType, target: IOType) -> str | None:
     """Why a value of type ``source`` cannot feed an input of type ``target`` (None if it can).
 
     Example:
-        >>> check_assignable(IOType(kind="parameter", type="str"), IOType(kind="parameter", type="int"))
+        >>> text = IOType(kind="parameter", type="str")
+        >>> check_assignable(text, IOType(kind="parameter", type="int"))
         'expected int, got str'
     """
     mismatch = f"expected {target.describe()}, got {source.describe()}"

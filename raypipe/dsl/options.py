@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    field_validator,
+)
 
 __all__ = ["TaskOptions", "parse_cpu", "parse_duration", "parse_memory"]
 
@@ -36,6 +43,17 @@ class TaskOptions(BaseModel):
     packages: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     timeout: NonNegativeFloat | None = Field(default=None, description="seconds")
+
+    @field_validator("resources")
+    @classmethod
+    def _custom_resources_only(cls, value: dict[str, float]) -> dict[str, float]:
+        reserved = sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"})
+        if reserved:
+            raise ValueError(
+                f"resources holds custom resources only; use num_cpus, num_gpus or memory "
+                f"instead of {', '.join(reserved)}"
+            )
+        return value
 
 
 _MEMORY_SUFFIXES = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -29,6 +28,7 @@ from raypipe.dsl.component import (
     SINGLE_OUTPUT,
     BaseComponent,
     _read_signature,
+    caller_namespace,
     kfp_name,
 )
 from raypipe.dsl.interface import InputSpec, OutputSpec
@@ -94,7 +94,13 @@ class PipelineGraph:
 class Pipeline(BaseComponent):
     """A pipeline: run it with ``raypipe.run``, compile it, or call it inside another one."""
 
-    def __init__(self, func: Callable[..., Any], name: str | None, description: str | None):
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str | None,
+        description: str | None,
+        localns: dict[str, Any] | None = None,
+    ) -> None:
         if not inspect.isfunction(func):
             raise ComponentDefinitionError(
                 f"@dsl.pipeline decorates a function, got {type(func).__name__}",
@@ -105,16 +111,14 @@ class Pipeline(BaseComponent):
         doc = inspect.getdoc(func)
         self.description = description or (doc.splitlines()[0] if doc else None)
         self.options = TaskOptions()
-        self._inputs, artifact_outputs = _read_signature(func, self.name)
+        self._inputs, artifact_outputs = _read_signature(func, self.name, localns)
         if artifact_outputs and any(o.source == "parameter" for o in artifact_outputs.values()):
             raise ComponentDefinitionError(
                 "a pipeline returns its outputs; it takes no Output[...] parameters",
                 component=self.name,
             )
         self._declared_outputs = artifact_outputs  # from the return annotation, may be empty
-        self._has_return_annotation = "return" in typing.get_type_hints(
-            func, include_extras=True
-        )
+        self._has_return_annotation = "return" in func.__annotations__
         self._graph: PipelineGraph | None = None
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
@@ -180,7 +184,7 @@ class Pipeline(BaseComponent):
                     pipeline=self.name,
                     field="return",
                 )
-            values = dict(zip(fields, returned))
+            values = dict(zip(fields, returned, strict=True))
         else:
             values = {SINGLE_OUTPUT: returned}
         if self._has_return_annotation and set(values) != set(declared):
@@ -219,7 +223,7 @@ def pipeline(
     """
 
     def decorate(f: F) -> Pipeline:
-        return Pipeline(f, name, description)
+        return Pipeline(f, name, description, caller_namespace())
 
     if func is not None:
         return decorate(func)

@@ -233,4 +233,3 @@ class PipelineTask:
 
     def __repr__(self) -> str:
         return f"<task {self.name} of {self.component.name}>"
-

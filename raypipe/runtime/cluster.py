@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from raypipe.errors import ClusterConnectionError
@@ -34,7 +35,7 @@ def connect(address: str | None = None) -> None:
     if address not in (None, "auto", "local"):
         _probe(address)
     try:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
         raise ClusterConnectionError(address or "(local)", f"{type(exc).__name__}: {exc}") from exc
 

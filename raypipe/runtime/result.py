@@ -169,8 +169,10 @@ class RunResult(BaseModel):
 
     def summary(self) -> str:
         """A few human lines: status, outputs, tasks by state, the error if any."""
-        lines = [f"run {self.run_name} ({self.run_id}) of {self.pipeline}: {self.status}"
-                 f" in {self.duration:.2f}s"]
+        lines = [
+            f"run {self.run_name} ({self.run_id}) of {self.pipeline}: {self.status}"
+            f" in {self.duration:.2f}s"
+        ]
         counts: dict[str, int] = {}
         for task in self.tasks.values():
             counts[task.state.value] = counts.get(task.state.value, 0) + 1

@@ -212,17 +212,22 @@ class _Execution:
                         key=step.component_key,
                         function_key=hashlib.sha256(payload).hexdigest(),
                         payload=payload,
+                        filename=step.component.python.filename,
+                        line=step.component.python.line,
+                        source=step.component.python.source,
                         inputs=step.component.inputs,
                         outputs=step.component.outputs,
                     )
                 )
-            kwargs = {name: self.value_of(source, arguments) for name, source in step.inputs.items()}
+            kwargs = {
+                name: self.value_of(source, arguments) for name, source in step.inputs.items()
+            }
             after = [self.report_refs[name] for name in step.after]
             refs = remote.options(**_ray_options(step)).remote(
                 run_ref, component_ref, step.name, step.options, *after, **kwargs
             )
             *outputs, report = refs if isinstance(refs, list) else [refs]
-            self.output_refs[step.name] = dict(zip(step.component.outputs, outputs))
+            self.output_refs[step.name] = dict(zip(step.component.outputs, outputs, strict=True))
             self.report_refs[step.name] = report
 
     def value_of(self, source: Source, arguments: Mapping[str, Any]) -> Any:
@@ -239,7 +244,9 @@ class _Execution:
         for step in self.plan.steps:  # topological: upstream states are known first
             report = reports[step.name]
             if isinstance(report, BaseException):
-                upstream_failed = any(tasks[u].state is not TaskState.SUCCEEDED for u in step.upstream())
+                upstream_failed = any(
+                    tasks[u].state is not TaskState.SUCCEEDED for u in step.upstream()
+                )
                 report = TaskResult(
                     name=step.name,
                     component=step.component_key,

@@ -6,16 +6,19 @@ hands back one value per output plus a :class:`TaskResult` report. A step whose 
 failed does not call the function; it passes :class:`FailedOutput` markers downstream.
 
 Example (what the runner submits; not called directly):
-    >>> execute_step.options(num_returns=2).remote(run, comp, "add", opts, a=1, b=2)  # doctest: +SKIP
+    >>> remote = ray.remote(execute_step).options(num_returns=2)   # doctest: +SKIP
+    >>> output_ref, report_ref = remote.remote(run, comp, "add", opts, a=1, b=2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import tempfile
 import time
 import traceback
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -60,6 +63,9 @@ class ComponentRuntime(BaseModel):
     key: str
     function_key: str  # sha256 of the payload: identifies the decoded function in a worker
     payload: bytes
+    filename: str | None = None
+    line: int | None = None
+    source: str | None = None
     inputs: dict[str, InputSpec]
     outputs: dict[str, OutputSpec]
 
@@ -83,12 +89,43 @@ def _function(component: ComponentRuntime) -> Callable[..., Any]:
     func = _FUNCTIONS.get(component.function_key)
     if func is None:
         func = cloudpickle.loads(component.payload)
+        _restore_location(func, component)
         _FUNCTIONS[component.function_key] = func
         if len(_FUNCTIONS) > _FUNCTION_CACHE_SIZE:
             _FUNCTIONS.popitem(last=False)
     else:
         _FUNCTIONS.move_to_end(component.function_key)
     return func
+
+
+def _restore_location(func: Callable[..., Any], component: ComponentRuntime) -> None:
+    """Point tracebacks at the user's file and line (cloudpickle blanks the filename), and
+    let them show source lines even where that file does not exist."""
+    filename = component.filename
+    if not filename or not isinstance(func, types.FunctionType):
+        return
+    func.__code__ = _renamed(func.__code__, filename)
+    if component.source and component.line and not os.path.exists(filename):
+        lines = ["\n"] * (component.line - 1) + component.source.splitlines(keepends=True)
+        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(
+        _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's code down, without raypipe's own frames above it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _now() -> datetime:
@@ -108,15 +145,13 @@ def execute_step(
     output_names = list(component.outputs)
     failed_upstream = _failed_upstream(after, inputs)
     if failed_upstream is not None:
-        report = TaskResult(
-            name=task, component=component.key, state=TaskState.UPSTREAM_FAILED
-        )
+        report = TaskResult(name=task, component=component.key, state=TaskState.UPSTREAM_FAILED)
         return _returns([FailedOutput(failed_upstream)] * len(output_names), report)
 
     import ray  # the worker runs inside Ray; keep the module importable without it
 
     node_id = ray.get_runtime_context().get_node_id()
-    node_ip = ray.util.get_node_ip_address()
+    node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
     store = ArtifactStore(run.artifact_root)
     func = _function(component)
     attempts: list[AttemptRecord] = []
@@ -124,8 +159,9 @@ def execute_step(
     for number in range(1, options.retries + 2):
         start = _now()
         try:
-            with tempfile.TemporaryDirectory(prefix="raypipe-step-") as staging, _environment(
-                options.env
+            with (
+                tempfile.TemporaryDirectory(prefix="raypipe-step-") as staging,
+                _environment(options.env),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))
         except Exception as exc:
@@ -134,24 +170,38 @@ def execute_step(
                 attempt=number,
                 type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                 message=str(exc),
-                traceback=traceback.format_exc(),
+                traceback=_user_traceback(exc),
             )
-            attempts.append(AttemptRecord(number=number, start_time=start, end_time=_now(), error=error))
+            attempts.append(
+                AttemptRecord(number=number, start_time=start, end_time=_now(), error=error)
+            )
             if number <= options.retries:
                 time.sleep(min(delay, options.backoff_max))
                 delay *= options.backoff_factor
                 continue
             report = TaskResult(
-                name=task, component=component.key, state=TaskState.FAILED, attempts=attempts,
-                start_time=attempts[0].start_time, end_time=attempts[-1].end_time,
-                node_id=node_id, node_ip=node_ip, error=error,
+                name=task,
+                component=component.key,
+                state=TaskState.FAILED,
+                attempts=attempts,
+                start_time=attempts[0].start_time,
+                end_time=attempts[-1].end_time,
+                node_id=node_id,
+                node_ip=node_ip,
+                error=error,
             )
             return _returns([FailedOutput(task)] * len(output_names), report)
         attempts.append(AttemptRecord(number=number, start_time=start, end_time=_now()))
         report = TaskResult(
-            name=task, component=component.key, state=TaskState.SUCCEEDED, attempts=attempts,
-            start_time=attempts[0].start_time, end_time=attempts[-1].end_time,
-            node_id=node_id, node_ip=node_ip, outputs=summary,
+            name=task,
+            component=component.key,
+            state=TaskState.SUCCEEDED,
+            attempts=attempts,
+            start_time=attempts[0].start_time,
+            end_time=attempts[-1].end_time,
+            node_id=node_id,
+            node_ip=node_ip,
+            outputs=summary,
         )
         return _returns([values[name] for name in output_names], report)
     raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
@@ -206,19 +256,21 @@ def _call(
         else:
             kwargs[name] = value
     output_artifacts: dict[str, Artifact] = {}
-    for name, spec in component.outputs.items():
-        if spec.source == "parameter":
+    for name, out_spec in component.outputs.items():
+        if out_spec.source == "parameter":
             uri = store.output_uri(run.pipeline, run.run_id, task, name)
             output_artifacts[name] = store.new_output(
-                ARTIFACT_TYPES.get(spec.type, Artifact), name, uri, staging
+                ARTIFACT_TYPES.get(out_spec.type, Artifact), name, uri, staging
             )
     returned = func(**kwargs, **output_artifacts)
     values = _returned_values(returned, component)
     summary: dict[str, Any] = {}
-    for name, spec in component.outputs.items():
-        if spec.source == "parameter":
+    for name, out_spec in component.outputs.items():
+        if out_spec.source == "parameter":
             values[name] = store.commit_output(output_artifacts[name])
-        summary[name] = _summarise(values[name], spec)
+        elif isinstance(values[name], Artifact):  # an artifact object the function returned
+            values[name] = store.commit_output(values[name])
+        summary[name] = _summarise(values[name], out_spec)
     return values, summary
 
 
@@ -240,7 +292,10 @@ def _returned_values(returned: Any, component: ComponentRuntime) -> dict[str, An
                 f"got {type(returned).__name__}"
             )
         fields = getattr(returned, "_fields", None)
-        raw = {n: getattr(returned, n) for n in names} if fields else dict(zip(names, returned))
+        if fields:
+            raw = {n: getattr(returned, n) for n in names}
+        else:
+            raw = dict(zip(names, returned, strict=True))
     values: dict[str, Any] = {}
     for name, value in raw.items():
         spec = component.outputs[name]

@@ -50,7 +50,9 @@ def bind_arguments(spec: PipelineSpec, arguments: Mapping[str, Any] | None) -> d
             bound[name] = input_spec.default
         else:
             problems.append(
-                Problem(f"missing required argument ({input_spec.describe()})", spec.name, None, name)
+                Problem(
+                    f"missing required argument ({input_spec.describe()})", spec.name, None, name
+                )
             )
     if problems:
         raise PipelineArgumentError(problems)
@@ -86,10 +88,11 @@ def parse_cli_value(text: str, spec: InputSpec) -> Any:
             if lowered in ("false", "0", "no"):
                 return False
             raise ValueError(f"expected true or false, got {text!r}")
-        if spec.type == "int":
-            return int(text)
-        if spec.type == "float":
-            return float(text)
+        if spec.type in ("int", "float"):
+            try:
+                return int(text) if spec.type == "int" else float(text)
+            except ValueError:
+                raise ValueError(f"expected {spec.type}, got {text!r}") from None
     if spec.kind is IOKind.ARTIFACT:
         return ARTIFACT_TYPES.get(spec.type, Artifact)(name="", uri=text)
     try:

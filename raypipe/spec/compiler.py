@@ -144,7 +144,9 @@ class _Compiler:
             if id(value.task) not in own_tasks:
                 problem(f"{value!r} comes from a task of another pipeline")
                 return None
-            return TaskOutputBinding(task_output=OutputRef(task=value.task.name, output=value.output))
+            return TaskOutputBinding(
+                task_output=OutputRef(task=value.task.name, output=value.output)
+            )
         if isinstance(value, PipelineTask):
             problem(
                 f"got the task {value.name!r} itself; pass {value.name}.output or "

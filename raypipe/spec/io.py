@@ -86,7 +86,9 @@ def load(path: PathLike) -> PipelineSpec:
     try:
         text = Path(source).read_text()
     except OSError as exc:
-        raise SpecLoadError([Problem(f"cannot read the file: {exc.strerror}")], source=source) from exc
+        raise SpecLoadError(
+            [Problem(f"cannot read the file: {exc.strerror}")], source=source
+        ) from exc
     return loads(text, source=source)
 
 

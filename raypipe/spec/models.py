@@ -135,6 +135,8 @@ class PythonFunctionSpec(_Frozen):
 
     name: str
     module: str
+    filename: str | None = Field(default=None, description="where the source was defined")
+    line: int | None = Field(default=None, description="first line of the source there")
     source: str | None = None
     payload: str
     python: str = Field(description="major.minor Python version the payload was made with")
@@ -159,7 +161,7 @@ class ComponentSpec(_Frozen):
 class PipelineSpec(_Frozen):
     """A whole compiled pipeline; ``raypipe.run`` accepts it as it accepts a ``Pipeline``."""
 
-    schema_version: Literal["raypipe/v1"] = SCHEMA_VERSION
+    schema_version: Literal["raypipe/v1"] = "raypipe/v1"
     name: str
     description: str | None = None
     root: ComponentSpec

@@ -46,14 +46,17 @@ def package_function(func: Callable[..., Any], *, component: str) -> PythonFunct
         with _user_modules_by_value():
             payload = cloudpickle.dumps(func)
     except Exception as exc:  # pickling raises many types; all mean "not portable"
+        reason = _unpicklable_global(func) or f"{type(exc).__name__}: {exc}"
         raise ComponentDefinitionError(
-            f"cannot be made portable: {_unpicklable_global(func) or f'{type(exc).__name__}: {exc}'}",
-            component=component,
+            f"cannot be made portable: {reason}", component=component
         ) from exc
+    source, line = readable_source(func)
     return PythonFunctionSpec(
         name=func.__qualname__,
         module=func.__module__,
-        source=readable_source(func),
+        filename=func.__code__.co_filename,
+        line=line,
+        source=source,
         payload=base64.b64encode(payload).decode("ascii"),
         python=PYTHON_VERSION,
     )
@@ -64,21 +67,23 @@ def decode_payload(spec: PythonFunctionSpec) -> bytes:
     return base64.b64decode(spec.payload)
 
 
-def readable_source(func: Callable[..., Any]) -> str | None:
-    """The function's source without decorators, or None when Python cannot find it."""
+def readable_source(func: Callable[..., Any]) -> tuple[str | None, int | None]:
+    """The function's source without decorators and the line it starts on in its file
+    (None, None when Python cannot find it)."""
     try:
-        lines, _ = inspect.getsourcelines(func)
+        lines, first = inspect.getsourcelines(func)
     except (OSError, TypeError):
-        return None
+        return None, None
     source = textwrap.dedent("".join(lines))
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return source
+        return source, first
     node = tree.body[0] if tree.body else None
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
-        return "".join(source.splitlines(keepends=True)[node.lineno - 1 :])
-    return source
+        skipped = node.lineno - 1
+        return "".join(source.splitlines(keepends=True)[skipped:]), first + skipped
+    return source, first
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,7 +121,7 @@ def _unpicklable_global(func: Callable[..., Any]) -> str | None:
     candidates: dict[str, Any] = {
         k: v for k, v in getattr(func, "__globals__", {}).items() if k in code_names
     }
-    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=False):
         with contextlib.suppress(ValueError):
             candidates[name] = cell.cell_contents
     with _user_modules_by_value():

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from raypipe.dsl.interface import InputSpec, IOKind, IOType, check_assignable, check_value
+from raypipe.dsl.interface import IOKind, IOType, check_assignable, check_value
 from raypipe.errors import Problem
 from raypipe.spec.graph import CycleError, topological_order
 from raypipe.spec.models import (
@@ -64,8 +64,10 @@ class _Checker:
             component = self.spec.components.get(task.component)
             if component is None:
                 self.add(
-                    f"unknown component {task.component!r}", path=f"{task_path}.component",
-                    task=label, field="component",
+                    f"unknown component {task.component!r}",
+                    path=f"{task_path}.component",
+                    task=label,
+                    field="component",
                 )
                 continue
             for input_name, binding in task.inputs.items():
@@ -81,49 +83,62 @@ class _Checker:
                     known = ", ".join(component.inputs) or "none"
                     self.add(
                         f"unknown input of component {task.component} (inputs: {known}){hint}",
-                        path=input_path, task=label, field=input_name,
+                        path=input_path,
+                        task=label,
+                        field=input_name,
                     )
                     continue
                 self.check_binding(binding, target, owner, dag, input_path, label, input_name)
             for input_name, spec in component.inputs.items():
                 if input_name not in task.inputs and not spec.optional:
                     self.add(
-                        f"missing required input ({spec.describe()}) of component "
-                        f"{task.component}",
-                        path=f"{task_path}.inputs", task=label, field=input_name,
+                        f"missing required input ({spec.describe()}) of component {task.component}",
+                        path=f"{task_path}.inputs",
+                        task=label,
+                        field=input_name,
                     )
             for i, dependency in enumerate(task.after):
                 if dependency not in dag.tasks:
                     self.add(
-                        f"waits for unknown task {dependency!r}", path=f"{task_path}.after[{i}]",
-                        task=label, field="after",
+                        f"waits for unknown task {dependency!r}",
+                        path=f"{task_path}.after[{i}]",
+                        task=label,
+                        field="after",
                     )
                 elif dependency == task_name:
                     self.add("waits for itself", path=f"{task_path}.after[{i}]", task=label)
-        for output_name, spec in owner.outputs.items():
+        for output_name, output_spec in owner.outputs.items():
             output_binding = dag.outputs.get(output_name)
             if output_binding is None:
                 self.add(
                     "declared output is not bound to any task output",
-                    path=f"{path}.dag.outputs", field=output_name,
+                    path=f"{path}.dag.outputs",
+                    field=output_name,
                 )
                 continue
             self.check_binding(
-                output_binding, spec, owner, dag, f"{path}.dag.outputs.{output_name}",
-                None, output_name,
+                output_binding,
+                output_spec,
+                owner,
+                dag,
+                f"{path}.dag.outputs.{output_name}",
+                None,
+                output_name,
             )
         for output_name in dag.outputs:
             if output_name not in owner.outputs:
                 self.add(
                     "bound but not declared in outputs",
-                    path=f"{path}.dag.outputs.{output_name}", field=output_name,
+                    path=f"{path}.dag.outputs.{output_name}",
+                    field=output_name,
                 )
         try:
             topological_order(dag)
         except CycleError as exc:
             self.add(
                 f"the tasks form a cycle: {' -> '.join(exc.cycle)}",
-                path=f"{path}.dag.tasks.{exc.cycle[0]}", task=task_label(exc.cycle[0]),
+                path=f"{path}.dag.tasks.{exc.cycle[0]}",
+                task=task_label(exc.cycle[0]),
             )
 
     def check_binding(
@@ -138,23 +153,28 @@ class _Checker:
     ) -> None:
         source: IOType
         origin: str
+        found: IOType | None
         if isinstance(binding, ConstantBinding):
             if target.kind is IOKind.ARTIFACT:
                 self.add(
                     f"expected {target.describe()}, got a constant; artifacts come from task "
                     "outputs or pipeline inputs",
-                    path=path, task=task, field=field,
+                    path=path,
+                    task=task,
+                    field=field,
                 )
             elif (problem := check_value(binding.constant, target)) is not None:
                 self.add(problem, path=path, task=task, field=field)
             return
         if isinstance(binding, PipelineInputBinding):
-            found: InputSpec | None = owner.inputs.get(binding.pipeline_input)
+            found = owner.inputs.get(binding.pipeline_input)
             if found is None:
                 known = ", ".join(owner.inputs) or "none"
                 self.add(
                     f"no pipeline input named {binding.pipeline_input!r} (inputs: {known})",
-                    path=f"{path}.pipeline_input", task=task, field=field,
+                    path=f"{path}.pipeline_input",
+                    task=task,
+                    field=field,
                 )
                 return
             source, origin = found, f"pipeline input {binding.pipeline_input!r}"
@@ -165,7 +185,9 @@ class _Checker:
             if producer is None:
                 self.add(
                     f"no task named {ref.task!r} in this DAG",
-                    path=f"{path}.task_output.task", task=task, field=field,
+                    path=f"{path}.task_output.task",
+                    task=task,
+                    field=field,
                 )
                 return
             component = self.spec.components.get(producer.component)
@@ -176,7 +198,9 @@ class _Checker:
                 known = ", ".join(component.outputs) or "none"
                 self.add(
                     f"task {ref.task!r} has no output {ref.output!r} (outputs: {known})",
-                    path=f"{path}.task_output.output", task=task, field=field,
+                    path=f"{path}.task_output.output",
+                    task=task,
+                    field=field,
                 )
                 return
             source, origin = output, f"output {ref.output!r} of task {ref.task!r}"

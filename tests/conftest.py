@@ -1,0 +1,29 @@
+"""One real Ray for the whole session, and a fresh RAYPIPE_HOME per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Start Ray once per test session (starting it per test would cost seconds each)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def raypipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test writes artifacts under its own RAYPIPE_HOME."""
+    home = tmp_path / "raypipe-home"
+    monkeypatch.setenv("RAYPIPE_HOME", str(home))
+    monkeypatch.delenv("RAYPIPE_ARTIFACT_ROOT", raising=False)
+    return home
