@@ -124,10 +124,7 @@ class SpecLoadError(PipelineDefinitionError):
         super().__init__(problems)
 
     def _render(self) -> str:
-        lines = []
-        for p in self.problems:
-            where = p.path or "(document)"
-            lines.append(f"{where}: {p.message}")
+        lines = [f"{p.path}: {p.message}" if p.path else p.message for p in self.problems]
         if len(lines) == 1:
             return f"{self.source}: {lines[0]}"
         return f"{self.source}: {len(lines)} problems:\n" + "\n".join(f"  - {x}" for x in lines)

@@ -105,6 +105,14 @@ def _restore_location(func: Callable[..., Any], component: ComponentRuntime) -> 
     if not filename or not isinstance(func, types.FunctionType):
         return
     func.__code__ = _renamed(func.__code__, filename)
+    # Helpers defined in the same module travelled by value with the same blank filename.
+    for value in func.__globals__.values():
+        if (
+            isinstance(value, types.FunctionType)
+            and value.__module__ == func.__module__
+            and value.__code__.co_filename == "<dynamic-code>"
+        ):
+            value.__code__ = _renamed(value.__code__, filename)
     if component.source and component.line and not os.path.exists(filename):
         lines = ["\n"] * (component.line - 1) + component.source.splitlines(keepends=True)
         linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
