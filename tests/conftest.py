@@ -13,7 +13,6 @@ import ray
 @pytest.fixture(scope="session", autouse=True)
 def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Start Ray once per test session (starting it per test would cost seconds each)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield

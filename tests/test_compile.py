@@ -214,8 +214,15 @@ def test_component_from_a_module_that_cannot_be_imported_runs_from_yaml(tmp_path
     )
     out = tmp_path / "secret.yaml"
     subprocess.run(
-        [sys.executable, "-m", "raypipe.cli", "compile", f"{module_dir}/secret_pipeline.py",
-         "-o", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "raypipe.cli",
+            "compile",
+            f"{module_dir}/secret_pipeline.py",
+            "-o",
+            str(out),
+        ],
         check=True,
         cwd=tmp_path,
     )

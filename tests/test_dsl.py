@@ -96,7 +96,9 @@ def test_invalid_component_options_fail_at_decoration(kwargs: dict, message: str
 
 
 def test_missing_annotation_names_component_and_parameter() -> None:
-    with pytest.raises(raypipe.ComponentDefinitionError, match=r"component untyped\.x: has no type"):
+    with pytest.raises(
+        raypipe.ComponentDefinitionError, match=r"component untyped\.x: has no type"
+    ):
 
         @dsl.component
         def untyped(x) -> int:  # type: ignore[no-untyped-def]
@@ -216,7 +218,9 @@ def test_python_condition_on_a_placeholder_is_an_error() -> None:
         if flag:
             echo(text="yes")
 
-    with pytest.raises(raypipe.PipelineDefinitionError, match="cannot be used in a Python condition"):
+    with pytest.raises(
+        raypipe.PipelineDefinitionError, match="cannot be used in a Python condition"
+    ):
         p.trace()
 
 

@@ -183,7 +183,7 @@ def test_failing_step_fails_the_run_with_task_attempt_type_and_traceback() -> No
     assert error is not None
     assert (error.task, error.attempt, error.type) == ("fail", 1, "builtins.ValueError")
     assert error.message == "boom"
-    assert 'raise ValueError(message)' in error.traceback
+    assert "raise ValueError(message)" in error.traceback
 
 
 def test_raise_on_failure_raises_step_failed_error_carrying_the_result() -> None:
@@ -191,7 +191,9 @@ def test_raise_on_failure_raises_step_failed_error_carrying_the_result() -> None
     def failing() -> int:
         return fail(message="bad input").output
 
-    with pytest.raises(raypipe.StepFailedError, match=r"failing\.fail: .*ValueError: bad input") as e:
+    with pytest.raises(
+        raypipe.StepFailedError, match=r"failing\.fail: .*ValueError: bad input"
+    ) as e:
         raypipe.run(failing, raise_on_failure=True)
     assert e.value.task == "fail" and e.value.attempt == 1
     assert e.value.result is not None and e.value.result.status == "FAILED"
