@@ -6,6 +6,7 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
 from raypipe import dsl
 from raypipe.dsl import Dataset, Input, Metrics, Model, Output
@@ -112,3 +113,14 @@ def addition(a: int, b: int, c: int = 10) -> int:
     t1 = add(a=a, b=b)
     t2 = add(a=t1.output, b=c)
     return t2.output
+
+
+@dsl.component
+def make_table(n: int) -> pa.Table:
+    return pa.table({"x": np.arange(n, dtype=np.float64)})
+
+
+@dsl.component
+def table_facts(t: pa.Table) -> dict:
+    buffer = t.column("x").chunks[0].buffers()[1]
+    return {"sum": float(t.column("x").to_numpy().sum()), "mutable": buffer.is_mutable}

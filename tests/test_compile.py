@@ -151,12 +151,13 @@ def test_compiled_yaml_carries_readable_source(tmp_path: Path) -> None:
 
 
 def _golden_view(spec: raypipe.PipelineSpec) -> dict:
-    """The document without what legitimately varies by machine: payload bytes and paths."""
+    """The document without what varies by machine or edit: payload bytes, paths, lines."""
     document = spec.to_dict()
     for component in document["components"].values():
         if "python" in component:
             component["python"]["payload"] = "<payload>"
             component["python"]["filename"] = Path(component["python"]["filename"]).name
+            component["python"]["line"] = "<line>"
     return document
 
 

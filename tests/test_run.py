@@ -24,9 +24,11 @@ from tests.pipelines import (
     fail,
     flaky,
     make_matrix,
+    make_table,
     matrix_facts,
     read_dataset,
     read_env,
+    table_facts,
     total,
     train,
     triple,
@@ -72,6 +74,17 @@ def test_numpy_array_reaches_the_consumer_zero_copy_from_the_object_store() -> N
     # A copy would be writeable and own its data; an object-store view is neither.
     assert facts["writeable"] is False
     assert facts["owndata"] is False
+
+
+def test_arrow_table_reaches_the_consumer_zero_copy_from_the_object_store() -> None:
+    @dsl.pipeline
+    def arrow(n: int) -> dict:
+        return table_facts(t=make_table(n=n).output).output
+
+    facts = raypipe.run(arrow, {"n": 100_000}).output
+    assert facts["sum"] == sum(range(100_000))
+    # A table built or unpickled in the consumer owns mutable buffers; a view does not.
+    assert facts["mutable"] is False
 
 
 def test_in_memory_object_outputs_are_summarised_not_fetched_in_task_results() -> None:

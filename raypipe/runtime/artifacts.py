@@ -4,18 +4,27 @@ On a local root a step reads and writes the stored file directly. On a remote ro
 (``s3://``, ``gs://``, ``hdfs://``...) a step gets a local staging path: inputs are
 downloaded before the call, outputs uploaded after it.
 
-Layout: ``{root}/{pipeline}/{run_id}/{task}/{output}``.
+Layout: ``{root}/{pipeline}/{run_id}/{task}/{output}``. A remote root's query options
+(``?endpoint_override=...&region=...``) stay at the end of every artifact URI, so the URI
+opens with ``pyarrow.fs.FileSystem.from_uri``; credentials in the root's user part
+(``s3://KEY:SECRET@bucket/...``) are used by the store but left out of artifact URIs.
 
 Example:
     >>> store = ArtifactStore("/tmp/raypipe-artifacts")
     >>> store.output_uri("p", "run1", "train", "model")
     '/tmp/raypipe-artifacts/p/run1/train/model'
+    >>> store = ArtifactStore("s3://K:S@bucket/arts?region=us-east-1")  # doctest: +SKIP
+    >>> store.output_uri("p", "run1", "train", "model")  # doctest: +SKIP
+    's3://bucket/arts/p/run1/train/model?region=us-east-1'
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pyarrow import fs as pafs
 
@@ -29,15 +38,22 @@ class ArtifactStore:
     """Creates, stores and opens file artifacts under ``root`` (a path or ``pyarrow.fs`` URI)."""
 
     def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/") or "/"
-        self._fs, _ = pafs.FileSystem.from_uri(_as_uri(self.root))
+        self.root = _normalise(root)
+        self._fs, root_path = pafs.FileSystem.from_uri(_as_uri(self.root))
+        self._root_path: str = str(root_path).rstrip("/")
+        # A remote root's URI without credentials or query, and its query: artifact URIs are
+        # "{base}/{pipeline}/{run}/{task}/{output}?{query}".
+        self._base, self._query = _public_base_and_query(self.root)
 
     @property
     def is_local(self) -> bool:
         return isinstance(self._fs, pafs.LocalFileSystem)
 
     def output_uri(self, pipeline: str, run_id: str, task: str, output: str) -> str:
-        return "/".join([self.root, pipeline, run_id, task, output])
+        if self.is_local:
+            return "/".join([self.root, pipeline, run_id, task, output])
+        uri = "/".join([self._base, pipeline, run_id, task, output])
+        return f"{uri}?{self._query}" if self._query else uri
 
     def new_output(self, cls: type[Artifact], name: str, uri: str, staging: Path) -> Artifact:
         """An empty output artifact whose ``path`` the step writes to."""
@@ -52,10 +68,10 @@ class ArtifactStore:
     def commit_output(self, artifact: Artifact) -> ArtifactRecord:
         """Store what the step wrote (uploading it on a remote root) and describe it."""
         if not self.is_local and os.path.exists(artifact.path):
-            target = self._path_of(artifact.uri)
-            self._fs.create_dir(target.rpartition("/")[0], recursive=True)
+            filesystem, target = self._locate(artifact.uri)
+            filesystem.create_dir(target.rpartition("/")[0], recursive=True)
             # copy_files copies a single file or a whole directory tree
-            pafs.copy_files(artifact.path, target, destination_filesystem=self._fs)
+            pafs.copy_files(artifact.path, target, destination_filesystem=filesystem)
         return ArtifactRecord(
             name=artifact.name,
             type=type(artifact).__name__,
@@ -69,12 +85,14 @@ class ArtifactStore:
         if self.is_local:
             local = self._path_of(record.uri)
         else:
-            local = str(staging / "in" / record.name)
+            # One folder per URI: two upstream outputs of the same name must not collide.
+            key = hashlib.sha256(record.uri.encode()).hexdigest()[:16]
+            local = str(staging / "in" / key / record.name)
             Path(local).parent.mkdir(parents=True, exist_ok=True)
-            source = self._path_of(record.uri)
-            info = self._fs.get_file_info(source)
+            filesystem, source = self._locate(record.uri)
+            info = filesystem.get_file_info(source)
             if info.type != pafs.FileType.NotFound:
-                pafs.copy_files(source, local, source_filesystem=self._fs)
+                pafs.copy_files(source, local, source_filesystem=filesystem)
         return cls(name=record.name, uri=record.uri, metadata=dict(record.metadata), path=local)
 
     def artifact_from_record(self, record: ArtifactRecord) -> Artifact:
@@ -84,8 +102,35 @@ class ArtifactStore:
         return cls(name=record.name, uri=record.uri, metadata=dict(record.metadata), path=path)
 
     def _path_of(self, uri: str) -> str:
-        _, path = pafs.FileSystem.from_uri(_as_uri(uri))
-        return str(path)
+        return self._locate(uri)[1]
+
+    def _locate(self, uri: str) -> tuple[Any, str]:
+        """The filesystem and path of ``uri``: this root's own for URIs under it.
+
+        URIs under a remote root resolve without building a new filesystem (which could
+        lack the root's credentials, or ask the network for a bucket's region).
+        """
+        if not self.is_local:
+            base, _ = _public_base_and_query(uri)
+            if base == self._base or base.startswith(self._base + "/"):
+                return self._fs, self._root_path + base[len(self._base) :]
+        filesystem, path = pafs.FileSystem.from_uri(_as_uri(uri))
+        return filesystem, str(path)
+
+
+def _normalise(root: str) -> str:
+    """Drop trailing slashes of the path (not of a URI's query)."""
+    location, mark, query = root.partition("?")
+    return (location.rstrip("/") or "/") + mark + query
+
+
+def _public_base_and_query(uri: str) -> tuple[str, str]:
+    """``scheme://host/path`` without user info or trailing slash, and the query."""
+    if "://" not in uri:
+        return uri.rstrip("/"), ""
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), parts.query
 
 
 def _as_uri(location: str) -> str:
