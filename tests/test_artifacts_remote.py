@@ -216,6 +216,7 @@ def test_artifact_uris_keep_the_endpoint_but_not_the_credentials(s3: S3Server) -
     assert result.status == "SUCCEEDED", result.error
     uri = result.tasks["produce"].outputs["model"].uri
     assert SECRET_KEY not in uri and ACCESS_KEY not in uri
+    assert SECRET_KEY not in result.artifact_root and SECRET_KEY not in result.summary()
     path, _, query = uri.partition("?")
     assert path == f"s3://{BUCKET}/secret/remote-artifacts/{result.run_id}/produce/model"
     assert f"endpoint_override={s3.endpoint}" in query

@@ -46,6 +46,13 @@ class ArtifactStore:
         self._base, self._query = _public_base_and_query(self.root)
 
     @property
+    def public_root(self) -> str:
+        """The root as it may be shown and stored: without credentials."""
+        if self.is_local:
+            return self.root
+        return f"{self._base}?{self._query}" if self._query else self._base
+
+    @property
     def is_local(self) -> bool:
         return isinstance(self._fs, pafs.LocalFileSystem)
 

@@ -281,7 +281,7 @@ class _Execution:
             error=error,
             start_time=self.started,
             end_time=datetime.now(timezone.utc),
-            artifact_root=self.run.artifact_root,
+            artifact_root=store.public_root,
         )
 
 
