@@ -56,6 +56,21 @@ class BaseComponent(abc.ABC):
     description: str | None
     options: TaskOptions
 
+    def _init_from_function(
+        self, func: Callable[..., Any], decorator: str, name: str | None, description: str | None
+    ) -> None:
+        if not inspect.isfunction(func):
+            raise ComponentDefinitionError(
+                f"@dsl.{decorator} decorates a function, got {type(func).__name__}",
+                component=getattr(func, "__name__", repr(func)),
+            )
+        self.python_func = func
+        self.name = name or kfp_name(func.__name__)
+        doc = inspect.getdoc(func)
+        self.description = description or (doc.splitlines()[0] if doc else None)
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
     @property
     @abc.abstractmethod
     def inputs(self) -> Mapping[str, InputSpec]:
@@ -95,19 +110,9 @@ class Component(BaseComponent):
         options: TaskOptions,
         localns: dict[str, Any] | None = None,
     ) -> None:
-        if not inspect.isfunction(func):
-            raise ComponentDefinitionError(
-                f"@dsl.component decorates a function, got {type(func).__name__}",
-                component=getattr(func, "__name__", repr(func)),
-            )
-        self.python_func = func
-        self.name = kfp_name(func.__name__)
-        doc = inspect.getdoc(func)
-        self.description = doc.splitlines()[0] if doc else None
+        self._init_from_function(func, "component", None, None)
         self.options = options
         self._inputs, self._outputs = _read_signature(func, self.name, localns)
-        self.__doc__ = func.__doc__
-        self.__wrapped__ = func
 
     @property
     def inputs(self) -> Mapping[str, InputSpec]:

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import contextvars
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -101,15 +100,7 @@ class Pipeline(BaseComponent):
         description: str | None,
         localns: dict[str, Any] | None = None,
     ) -> None:
-        if not inspect.isfunction(func):
-            raise ComponentDefinitionError(
-                f"@dsl.pipeline decorates a function, got {type(func).__name__}",
-                component=getattr(func, "__name__", repr(func)),
-            )
-        self.python_func = func
-        self.name = name or kfp_name(func.__name__)
-        doc = inspect.getdoc(func)
-        self.description = description or (doc.splitlines()[0] if doc else None)
+        self._init_from_function(func, "pipeline", name, description)
         self.options = TaskOptions()
         self._inputs, artifact_outputs = _read_signature(func, self.name, localns)
         if artifact_outputs and any(o.source == "parameter" for o in artifact_outputs.values()):
@@ -120,8 +111,6 @@ class Pipeline(BaseComponent):
         self._declared_outputs = artifact_outputs  # from the return annotation, may be empty
         self._has_return_annotation = "return" in func.__annotations__
         self._graph: PipelineGraph | None = None
-        self.__doc__ = func.__doc__
-        self.__wrapped__ = func
 
     @property
     def inputs(self) -> Mapping[str, InputSpec]:

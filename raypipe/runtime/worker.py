@@ -163,6 +163,20 @@ def execute_step(
     store = ArtifactStore(run.artifact_root)
     func = _function(component)
     attempts: list[AttemptRecord] = []
+
+    def ran(state: TaskState, **fields: Any) -> TaskResult:
+        return TaskResult(
+            name=task,
+            component=component.key,
+            state=state,
+            attempts=attempts,
+            start_time=attempts[0].start_time,
+            end_time=attempts[-1].end_time,
+            node_id=node_id,
+            node_ip=node_ip,
+            **fields,
+        )
+
     delay = options.backoff_seconds
     for number in range(1, options.retries + 2):
         start = _now()
@@ -187,30 +201,10 @@ def execute_step(
                 time.sleep(min(delay, options.backoff_max))
                 delay *= options.backoff_factor
                 continue
-            report = TaskResult(
-                name=task,
-                component=component.key,
-                state=TaskState.FAILED,
-                attempts=attempts,
-                start_time=attempts[0].start_time,
-                end_time=attempts[-1].end_time,
-                node_id=node_id,
-                node_ip=node_ip,
-                error=error,
-            )
+            report = ran(TaskState.FAILED, error=error)
             return _returns([FailedOutput(task)] * len(output_names), report)
         attempts.append(AttemptRecord(number=number, start_time=start, end_time=_now()))
-        report = TaskResult(
-            name=task,
-            component=component.key,
-            state=TaskState.SUCCEEDED,
-            attempts=attempts,
-            start_time=attempts[0].start_time,
-            end_time=attempts[-1].end_time,
-            node_id=node_id,
-            node_ip=node_ip,
-            outputs=summary,
-        )
+        report = ran(TaskState.SUCCEEDED, outputs=summary)
         return _returns([values[name] for name in output_names], report)
     raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
