@@ -13,10 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,13 +31,21 @@ from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.plan import Argument, Constant, Plan, PlannedStep, Source, StepOutput, plan_run
 from raypipe.runtime.result import (
     ArtifactRecord,
+    AttemptRecord,
     ErrorInfo,
     RunResult,
     RunStatus,
     TaskResult,
     TaskState,
 )
-from raypipe.runtime.worker import ComponentRuntime, FailedOutput, RunContext, execute_step
+from raypipe.runtime.worker import (
+    ComponentRuntime,
+    FailedOutput,
+    RunContext,
+    StepPolicy,
+    StepReport,
+    step_function,
+)
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.compiler import compile_pipeline
 from raypipe.spec.models import PipelineSpec
@@ -78,17 +87,16 @@ def run(
     """
     spec = pipeline if isinstance(pipeline, PipelineSpec) else compile_pipeline(pipeline)
     bound = bind_arguments(spec, arguments)
-    plan = plan_run(spec)
-    _check_python_versions(spec, plan)
+    prepared = _prepare(spec)
     config = RuntimeConfig.from_env(artifact_root=artifact_root)
     connect(address)
     started = datetime.now(timezone.utc)
     run_id = uuid.uuid4().hex
     result = _Execution(
         spec=spec,
-        plan=plan,
+        prepared=prepared,
         arguments=bound,
-        run=RunContext(run_id=run_id, pipeline=spec.name, artifact_root=config.artifact_root),
+        run=RunContext(run_id, spec.name, config.artifact_root),
         run_name=run_name or f"{spec.name}-{started:%Y%m%d-%H%M%S}",
         started=started,
     ).execute()
@@ -121,11 +129,24 @@ def _check_python_versions(spec: PipelineSpec, plan: Plan) -> None:
         raise PipelineDefinitionError(problems)
 
 
-@functools.cache
-def _remote_execute_step() -> Any:
+_STEP_FUNCTIONS: OrderedDict[str, Any] = OrderedDict()  # component identity -> remote function
+_STEP_FUNCTION_CACHE_SIZE = 256
+
+
+def _remote_step_function(component: ComponentRuntime) -> Any:
+    """One Ray remote function per component, reused across runs: Ray ships the function
+    (and the component inside it) to each worker once, not with every task."""
     import ray
 
-    return ray.remote(execute_step)
+    identity = hashlib.sha256(component.model_dump_json(exclude={"payload"}).encode()).hexdigest()
+    remote = _STEP_FUNCTIONS.get(identity)
+    if remote is None:
+        remote = _STEP_FUNCTIONS[identity] = ray.remote(step_function(component))
+        if len(_STEP_FUNCTIONS) > _STEP_FUNCTION_CACHE_SIZE:
+            _STEP_FUNCTIONS.popitem(last=False)
+    else:
+        _STEP_FUNCTIONS.move_to_end(identity)
+    return remote
 
 
 def _ray_options(step: PlannedStep) -> dict[str, Any]:
@@ -151,6 +172,62 @@ def _ray_options(step: PlannedStep) -> dict[str, Any]:
     return ray_options
 
 
+@dataclass(frozen=True)
+class _StepCall:
+    """A planned step ready to submit: its Ray function with options bound, and its policy."""
+
+    step: PlannedStep
+    submit: Any  # remote_function.options(...): calling .remote(...) submits the task
+    policy: list[Any] | None  # StepPolicy in wire form
+
+
+@dataclass(frozen=True)
+class _PreparedRun:
+    """Everything about a spec that does not change from run to run."""
+
+    plan: Plan
+    calls: list[_StepCall]
+
+
+_PREPARED: OrderedDict[int, tuple[PipelineSpec, _PreparedRun]] = OrderedDict()
+_PREPARED_CACHE_SIZE = 32
+
+
+def _prepare(spec: PipelineSpec) -> _PreparedRun:
+    """Plan ``spec`` and bind each step to its Ray function; cached per spec object."""
+    cached = _PREPARED.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        _PREPARED.move_to_end(id(spec))
+        return cached[1]
+    plan = plan_run(spec)
+    _check_python_versions(spec, plan)
+    runtimes: dict[str, ComponentRuntime] = {}
+    calls = []
+    for step in plan.steps:
+        runtime = runtimes.get(step.component_key)
+        if runtime is None:
+            python = step.component.python
+            assert python is not None  # the plan holds Python steps only
+            payload = decode_payload(python)
+            runtime = runtimes[step.component_key] = ComponentRuntime(
+                key=step.component_key,
+                function_key=hashlib.sha256(payload).hexdigest(),
+                payload=payload,
+                inputs=step.component.inputs,
+                outputs=step.component.outputs,
+                filename=python.filename,
+                line=python.line,
+                source=python.source,
+            )
+        submit = _remote_step_function(runtime).options(**_ray_options(step))
+        calls.append(_StepCall(step, submit, StepPolicy.from_options(step.options).to_wire()))
+    prepared = _PreparedRun(plan, calls)
+    _PREPARED[id(spec)] = (spec, prepared)
+    if len(_PREPARED) > _PREPARED_CACHE_SIZE:
+        _PREPARED.popitem(last=False)
+    return prepared
+
+
 class _Execution:
     """One run in flight: submits the plan, collects reports, builds the RunResult."""
 
@@ -158,13 +235,14 @@ class _Execution:
         self,
         *,
         spec: PipelineSpec,
-        plan: Plan,
+        prepared: _PreparedRun,
         arguments: dict[str, Any],
         run: RunContext,
         run_name: str,
         started: datetime,
     ) -> None:
-        self.spec, self.plan, self.arguments, self.run = spec, plan, arguments, run
+        self.spec, self.prepared, self.plan = spec, prepared, prepared.plan
+        self.arguments, self.run = arguments, run
         self.run_name, self.started = run_name, started
         self.output_refs: dict[str, dict[str, Any]] = {}
         self.report_refs: dict[str, Any] = {}
@@ -174,18 +252,24 @@ class _Execution:
 
         self.submit()
         pending = {ref: name for name, ref in self.report_refs.items()}
-        reports: dict[str, TaskResult | BaseException] = {}
+        reports: dict[str, StepReport | BaseException] = {}
         try:
             while pending:
                 ready, _ = ray.wait(
                     list(pending), num_returns=len(pending), timeout=_WAIT_INTERVAL_S
                 )
-                for ref in ready:
-                    name = pending.pop(ref)
-                    try:
-                        reports[name] = ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # the worker died, not user code
-                        reports[name] = exc
+                names = [pending.pop(ref) for ref in ready]
+                try:
+                    wires = ray.get(ready)
+                    reports.update(
+                        (n, StepReport.from_wire(w)) for n, w in zip(names, wires, strict=True)
+                    )
+                except ray.exceptions.RayError:
+                    for name, ref in zip(names, ready, strict=True):
+                        try:
+                            reports[name] = StepReport.from_wire(ray.get(ref))
+                        except ray.exceptions.RayError as exc:  # the worker died, not user code
+                            reports[name] = exc
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -195,37 +279,17 @@ class _Execution:
     def submit(self) -> None:
         import ray
 
-        remote = _remote_execute_step()
-        run_ref = ray.put(self.run)
-        components: dict[str, Any] = {}
         arguments = {
             name: ray.put(value) if self.spec.inputs[name].kind is IOKind.OBJECT else value
             for name, value in self.arguments.items()
         }
-        for step in self.plan.steps:
-            component_ref = components.get(step.component_key)
-            if component_ref is None:
-                assert step.component.python is not None
-                payload = decode_payload(step.component.python)
-                component_ref = components[step.component_key] = ray.put(
-                    ComponentRuntime(
-                        key=step.component_key,
-                        function_key=hashlib.sha256(payload).hexdigest(),
-                        payload=payload,
-                        filename=step.component.python.filename,
-                        line=step.component.python.line,
-                        source=step.component.python.source,
-                        inputs=step.component.inputs,
-                        outputs=step.component.outputs,
-                    )
-                )
+        for call in self.prepared.calls:
+            step = call.step
             kwargs = {
                 name: self.value_of(source, arguments) for name, source in step.inputs.items()
             }
             after = [self.report_refs[name] for name in step.after]
-            refs = remote.options(**_ray_options(step)).remote(
-                run_ref, component_ref, step.name, step.options, *after, **kwargs
-            )
+            refs = call.submit.remote(*self.run, step.name, call.policy, *after, **kwargs)
             *outputs, report = refs if isinstance(refs, list) else [refs]
             self.output_refs[step.name] = dict(zip(step.component.outputs, outputs, strict=True))
             self.report_refs[step.name] = report
@@ -237,7 +301,7 @@ class _Execution:
             return arguments[source.name]
         return self.output_refs[source.step][source.output]
 
-    def result(self, reports: Mapping[str, TaskResult | BaseException]) -> RunResult:
+    def result(self, reports: Mapping[str, StepReport | BaseException]) -> RunResult:
         import ray
 
         tasks: dict[str, TaskResult] = {}
@@ -247,13 +311,15 @@ class _Execution:
                 upstream_failed = any(
                     tasks[u].state is not TaskState.SUCCEEDED for u in step.upstream()
                 )
-                report = TaskResult(
+                tasks[step.name] = TaskResult(
                     name=step.name,
                     component=step.component_key,
+                    display_name=step.display_name,
                     state=TaskState.UPSTREAM_FAILED if upstream_failed else TaskState.FAILED,
                     error=None if upstream_failed else _crash_error(step.name, report),
                 )
-            tasks[step.name] = report.model_copy(update={"display_name": step.display_name})
+            else:
+                tasks[step.name] = _task_result(step, report)
 
         error = next((t.error for t in tasks.values() if t.state is TaskState.FAILED), None)
         store = ArtifactStore(self.run.artifact_root)
@@ -283,6 +349,44 @@ class _Execution:
             end_time=datetime.now(timezone.utc),
             artifact_root=store.public_root,
         )
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _task_result(step: PlannedStep, report: StepReport) -> TaskResult:
+    attempts = [
+        AttemptRecord(
+            number=a.number,
+            start_time=_timestamp(a.start),
+            end_time=_timestamp(a.end),
+            error=None
+            if a.error is None
+            else ErrorInfo(
+                task=step.name,
+                attempt=a.number,
+                type=a.error.type,
+                message=a.error.message,
+                traceback=a.error.traceback,
+            ),
+        )
+        for a in report.attempts
+    ]
+    state = TaskState(report.state)
+    return TaskResult(
+        name=step.name,
+        component=step.component_key,
+        display_name=step.display_name,
+        state=state,
+        attempts=attempts,
+        start_time=attempts[0].start_time if attempts else None,
+        end_time=attempts[-1].end_time if attempts else None,
+        node_id=report.node_id,
+        node_ip=report.node_ip,
+        outputs=report.outputs or {},
+        error=attempts[-1].error if state is TaskState.FAILED and attempts else None,
+    )
 
 
 def _crash_error(task: str, exc: BaseException) -> ErrorInfo:

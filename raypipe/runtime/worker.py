@@ -2,17 +2,18 @@
 
 ``execute_step`` resolves artifact inputs, creates output artifacts, calls the component's
 function (retrying on exceptions as the task options say), checks what it returned and
-hands back one value per output plus a :class:`TaskResult` report. A step whose upstream
+hands back one value per output plus a :class:`StepReport`. A step whose upstream
 failed does not call the function; it passes :class:`FailedOutput` markers downstream.
 
 Example (what the runner submits; not called directly):
-    >>> remote = ray.remote(execute_step).options(num_returns=2)   # doctest: +SKIP
-    >>> output_ref, report_ref = remote.remote(run, comp, "add", opts, a=1, b=2)  # doctest: +SKIP
+    >>> remote = ray.remote(step_function(component)).options(num_returns=2)  # doctest: +SKIP
+    >>> output_ref, report_ref = remote.remote(run, "add", None, a=1, b=2)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import linecache
 import os
 import tempfile
@@ -22,9 +23,8 @@ import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 from pydantic import BaseModel, ConfigDict
@@ -33,41 +33,172 @@ from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
 from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
-from raypipe.runtime.result import (
-    ArtifactRecord,
-    AttemptRecord,
-    ErrorInfo,
-    ObjectSummary,
-    TaskResult,
-    TaskState,
-)
+from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
 
-__all__ = ["ComponentRuntime", "FailedOutput", "RunContext", "execute_step"]
+__all__ = [
+    "Attempt",
+    "ComponentRuntime",
+    "FailedOutput",
+    "RunContext",
+    "StepError",
+    "StepPolicy",
+    "StepReport",
+    "execute_step",
+    "step_function",
+]
 
 
-class RunContext(BaseModel):
-    """What every step of one run shares (put in the object store once per run)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class RunContext(NamedTuple):
+    """What every step of one run shares; a plain tuple, cheap to send with each task."""
 
     run_id: str
     pipeline: str
     artifact_root: str
 
 
+class StepPolicy(NamedTuple):
+    """How a step retries and what environment it sees; ``None`` in a call means defaults."""
+
+    retries: int
+    backoff_seconds: float
+    backoff_factor: float
+    backoff_max: float
+    env: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_options(cls, options: TaskOptions) -> StepPolicy:
+        return cls(
+            options.retries,
+            options.backoff_seconds,
+            options.backoff_factor,
+            options.backoff_max,
+            tuple(sorted(options.env.items())),
+        )
+
+    def to_wire(self) -> list[Any] | None:
+        """A plain list for the task call, or None for the defaults (the common case)."""
+        if self == _DEFAULT_POLICY:
+            return None
+        return [*self[:4], [list(pair) for pair in self.env]]
+
+    @classmethod
+    def from_wire(cls, wire: list[Any] | None) -> StepPolicy:
+        if wire is None:
+            return _DEFAULT_POLICY
+        retries, backoff_seconds, backoff_factor, backoff_max, env = wire
+        pairs = tuple((k, v) for k, v in env)
+        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs)
+
+
+_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, ())
+
+
+class StepError(NamedTuple):
+    """Why an attempt failed: the exception's qualified type, message and user traceback."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+class Attempt(NamedTuple):
+    """One try of a step; times are seconds since the epoch."""
+
+    number: int
+    start: float
+    end: float
+    error: StepError | None
+
+
+class StepReport(NamedTuple):
+    """What a step returns besides its outputs.
+
+    On the wire it is a plain list (:meth:`to_wire`): Ray serialises builtins with msgpack
+    but pickles tuple subclasses, which doubled the per-step cost of a fan-out.
+    """
+
+    task: str
+    state: str  # a TaskState value
+    attempts: tuple[Attempt, ...] = ()
+    node_id: str | None = None
+    node_ip: str | None = None
+    outputs: dict[str, Any] | None = None
+
+    def to_wire(self) -> list[Any]:
+        attempts = [
+            [a.number, a.start, a.end, None if a.error is None else list(a.error)]
+            for a in self.attempts
+        ]
+        return [self.task, self.state, attempts, self.node_id, self.node_ip, self.outputs]
+
+    @classmethod
+    def from_wire(cls, wire: list[Any]) -> StepReport:
+        task, state, attempts, node_id, node_ip, outputs = wire
+        return cls(
+            task,
+            state,
+            tuple(
+                Attempt(n, s, e, None if err is None else StepError(*err))
+                for n, s, e, err in attempts
+            ),
+            node_id,
+            node_ip,
+            outputs,
+        )
+
+
 class ComponentRuntime(BaseModel):
-    """A component as a worker needs it (put in the object store once per run)."""
+    """A component as a worker needs it; travels once, inside its Ray remote function."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str
     function_key: str  # sha256 of the payload: identifies the decoded function in a worker
     payload: bytes
+    inputs: dict[str, InputSpec]
+    outputs: dict[str, OutputSpec]
     filename: str | None = None
     line: int | None = None
     source: str | None = None
-    inputs: dict[str, InputSpec]
-    outputs: dict[str, OutputSpec]
+
+    @functools.cached_property
+    def needs_staging(self) -> bool:
+        """Whether the step reads or writes file artifacts (staged locally on remote roots)."""
+        specs = [*self.inputs.values(), *self.outputs.values()]
+        return any(s.kind is IOKind.ARTIFACT for s in specs)
+
+
+def step_function(component: ComponentRuntime) -> Callable[..., Any]:
+    """The function one Ray remote function per component runs; the component rides along.
+
+    Called as ``f(run_id, pipeline, artifact_root, task, policy, *after_reports, **inputs)``
+    with plain values only (see :class:`StepReport`); it returns the outputs and the report
+    in wire form.
+    """
+
+    def run_step(
+        run_id: str,
+        pipeline: str,
+        artifact_root: str,
+        task: str,
+        policy: list[Any] | None,
+        /,
+        *after: list[Any],
+        **inputs: Any,
+    ) -> Any:
+        *values, report = execute_step(
+            component,
+            RunContext(run_id, pipeline, artifact_root),
+            task,
+            StepPolicy.from_wire(policy),
+            after,
+            inputs,
+        )
+        # Ray with num_returns=1 stores the returned value itself, so no tuple then.
+        return (*values, report.to_wire()) if values else report.to_wire()
+
+    run_step.__name__ = run_step.__qualname__ = component.key.replace("-", "_")
+    return run_step
 
 
 @dataclass(frozen=True)
@@ -136,92 +267,92 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def execute_step(
-    run: RunContext,
     component: ComponentRuntime,
+    run: RunContext,
     task: str,
-    options: TaskOptions,
-    /,
-    *after: TaskResult,
-    **inputs: Any,
-) -> Any:
-    """Run one step; return its outputs in declaration order, then its report."""
+    policy: StepPolicy,
+    after: tuple[list[Any], ...],
+    inputs: Mapping[str, Any],
+) -> list[Any]:
+    """Run one step; return its outputs in declaration order, then its report.
+
+    ``after`` holds the wire-form reports of the steps this one waits for.
+    """
     output_names = list(component.outputs)
     failed_upstream = _failed_upstream(after, inputs)
     if failed_upstream is not None:
-        report = TaskResult(name=task, component=component.key, state=TaskState.UPSTREAM_FAILED)
-        return _returns([FailedOutput(failed_upstream)] * len(output_names), report)
+        report = StepReport(task, TaskState.UPSTREAM_FAILED.value)
+        return _with_report([FailedOutput(failed_upstream)] * len(output_names), report)
 
-    import ray  # the worker runs inside Ray; keep the module importable without it
-
-    node_id = ray.get_runtime_context().get_node_id()
-    node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-    store = ArtifactStore(run.artifact_root)
+    node_id, node_ip = _node()
+    store = _store(run.artifact_root)
     func = _function(component)
-    attempts: list[AttemptRecord] = []
-
-    def ran(state: TaskState, **fields: Any) -> TaskResult:
-        return TaskResult(
-            name=task,
-            component=component.key,
-            state=state,
-            attempts=attempts,
-            start_time=attempts[0].start_time,
-            end_time=attempts[-1].end_time,
-            node_id=node_id,
-            node_ip=node_ip,
-            **fields,
-        )
-
-    delay = options.backoff_seconds
-    for number in range(1, options.retries + 2):
-        start = _now()
+    staged = component.needs_staging and not store.is_local
+    attempts: list[Attempt] = []
+    delay = policy.backoff_seconds
+    for number in range(1, policy.retries + 2):
+        start = time.time()
         try:
             with (
-                tempfile.TemporaryDirectory(prefix="raypipe-step-") as staging,
-                _environment(options.env),
+                tempfile.TemporaryDirectory(prefix="raypipe-step-")
+                if staged
+                else contextlib.nullcontext(tempfile.gettempdir()) as staging,
+                _environment(dict(policy.env)),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))
         except Exception as exc:
-            error = ErrorInfo(
-                task=task,
-                attempt=number,
-                type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                message=str(exc),
-                traceback=_user_traceback(exc),
+            error = StepError(
+                f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _user_traceback(exc)
             )
-            attempts.append(
-                AttemptRecord(number=number, start_time=start, end_time=_now(), error=error)
-            )
-            if number <= options.retries:
-                time.sleep(min(delay, options.backoff_max))
-                delay *= options.backoff_factor
+            attempts.append(Attempt(number, start, time.time(), error))
+            if number <= policy.retries:
+                time.sleep(min(delay, policy.backoff_max))
+                delay *= policy.backoff_factor
                 continue
-            report = ran(TaskState.FAILED, error=error)
-            return _returns([FailedOutput(task)] * len(output_names), report)
-        attempts.append(AttemptRecord(number=number, start_time=start, end_time=_now()))
-        report = ran(TaskState.SUCCEEDED, outputs=summary)
-        return _returns([values[name] for name in output_names], report)
+            report = StepReport(
+                task, TaskState.FAILED.value, tuple(attempts), node_id, node_ip, None
+            )
+            return _with_report([FailedOutput(task)] * len(output_names), report)
+        attempts.append(Attempt(number, start, time.time(), None))
+        report = StepReport(
+            task, TaskState.SUCCEEDED.value, tuple(attempts), node_id, node_ip, summary
+        )
+        return _with_report([values[name] for name in output_names], report)
     raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
 
-def _returns(values: list[Any], report: TaskResult) -> Any:
-    # Ray with num_returns=1 stores the returned value itself, so no tuple then.
-    return (*values, report) if values else report
+def _with_report(values: list[Any], report: StepReport) -> list[Any]:
+    return [*values, report]
 
 
-def _failed_upstream(after: tuple[TaskResult, ...], inputs: Mapping[str, Any]) -> str | None:
-    for report in after:
-        if report.state not in (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.SKIPPED):
-            return report.name
+_OK_STATES = (TaskState.SUCCEEDED.value, TaskState.CACHED.value, TaskState.SKIPPED.value)
+
+
+def _failed_upstream(after: tuple[list[Any], ...], inputs: Mapping[str, Any]) -> str | None:
+    for wire in after:
+        report = StepReport.from_wire(wire)
+        if report.state not in _OK_STATES:
+            return report.task
     for value in inputs.values():
         if isinstance(value, FailedOutput):
             return value.task
     return None
+
+
+@functools.cache
+def _node() -> tuple[str, str]:
+    """This worker's Ray node id and IP (they do not change for a process)."""
+    import ray  # the worker runs inside Ray; keep this module importable without it
+
+    node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    return ray.get_runtime_context().get_node_id(), node_ip
+
+
+@functools.lru_cache(maxsize=16)
+def _store(root: str) -> ArtifactStore:
+    """One store per artifact root per worker: building a remote filesystem is not free."""
+    return ArtifactStore(root)
 
 
 @contextlib.contextmanager
