@@ -289,7 +289,8 @@ class _Execution:
                 name: self.value_of(source, arguments) for name, source in step.inputs.items()
             }
             after = [self.report_refs[name] for name in step.after]
-            refs = call.submit.remote(*self.run, step.name, call.policy, *after, **kwargs)
+            context = [*self.run, step.name, call.policy]
+            refs = call.submit.remote(context, *after, **kwargs)
             *outputs, report = refs if isinstance(refs, list) else [refs]
             self.output_refs[step.name] = dict(zip(step.component.outputs, outputs, strict=True))
             self.report_refs[step.name] = report
@@ -356,14 +357,16 @@ def _timestamp(seconds: float) -> datetime:
 
 
 def _task_result(step: PlannedStep, report: StepReport) -> TaskResult:
+    # model_construct: the data was built by raypipe itself, and validating a thousand
+    # reports costs a noticeable share of a fan-out run.
     attempts = [
-        AttemptRecord(
+        AttemptRecord.model_construct(
             number=a.number,
             start_time=_timestamp(a.start),
             end_time=_timestamp(a.end),
             error=None
             if a.error is None
-            else ErrorInfo(
+            else ErrorInfo.model_construct(
                 task=step.name,
                 attempt=a.number,
                 type=a.error.type,
@@ -374,7 +377,7 @@ def _task_result(step: PlannedStep, report: StepReport) -> TaskResult:
         for a in report.attempts
     ]
     state = TaskState(report.state)
-    return TaskResult(
+    return TaskResult.model_construct(
         name=step.name,
         component=step.component_key,
         display_name=step.display_name,

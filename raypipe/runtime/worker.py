@@ -171,21 +171,14 @@ class ComponentRuntime(BaseModel):
 def step_function(component: ComponentRuntime) -> Callable[..., Any]:
     """The function one Ray remote function per component runs; the component rides along.
 
-    Called as ``f(run_id, pipeline, artifact_root, task, policy, *after_reports, **inputs)``
-    with plain values only (see :class:`StepReport`); it returns the outputs and the report
-    in wire form.
+    Called as ``f([run_id, pipeline, artifact_root, task, policy], *after_reports, **inputs)``
+    with plain values only, all of the step's context in one argument (every argument
+    costs a serialisation per task; see :class:`StepReport`). It returns the outputs and
+    the report in wire form.
     """
 
-    def run_step(
-        run_id: str,
-        pipeline: str,
-        artifact_root: str,
-        task: str,
-        policy: list[Any] | None,
-        /,
-        *after: list[Any],
-        **inputs: Any,
-    ) -> Any:
+    def run_step(context: list[Any], /, *after: list[Any], **inputs: Any) -> Any:
+        run_id, pipeline, artifact_root, task, policy = context
         *values, report = execute_step(
             component,
             RunContext(run_id, pipeline, artifact_root),
