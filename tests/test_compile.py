@@ -275,7 +275,7 @@ def test_binding_with_two_sources_is_rejected(tmp_path: Path) -> None:
     document["root"]["dag"]["tasks"]["add"]["inputs"]["a"] = {"constant": 1, "pipeline_input": "a"}
     error = _load_error(tmp_path, yaml.safe_dump(document))
     assert "root.dag.tasks.add.inputs.a" in str(error)
-    assert "exactly one of 'constant', 'pipeline_input' or 'task_output'" in str(error)
+    assert "exactly one of 'constant', 'pipeline_input', 'task_output'" in str(error)
 
 
 def test_dangling_task_reference_is_reported(tmp_path: Path) -> None:

@@ -22,6 +22,17 @@ from raypipe.dsl.artifacts import (
     Model,
 )
 from raypipe.dsl.component import Component, component
+from raypipe.dsl.control import (
+    Collected,
+    Condition,
+    Elif,
+    Else,
+    ExitHandler,
+    If,
+    OneOf,
+    ParallelFor,
+    PipelineTaskFinalStatus,
+)
 from raypipe.dsl.interface import Input, Output
 from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.pipeline import Pipeline, pipeline
@@ -31,15 +42,24 @@ __all__ = [
     "HTML",
     "Artifact",
     "ClassificationMetrics",
+    "Collected",
     "Component",
+    "Condition",
     "Dataset",
+    "Elif",
+    "Else",
+    "ExitHandler",
+    "If",
     "Input",
     "Markdown",
     "Metrics",
     "Model",
+    "OneOf",
     "Output",
+    "ParallelFor",
     "Pipeline",
     "PipelineTask",
+    "PipelineTaskFinalStatus",
     "TaskOptions",
     "TaskOutput",
     "component",

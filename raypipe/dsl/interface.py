@@ -198,7 +198,8 @@ def check_assignable(source: IOType, target: IOType) -> str | None:
     if target.kind is IOKind.OBJECT:
         return None  # Python duck typing: any parameter or object may feed an object input
     if source.kind is IOKind.OBJECT:
-        return None if source.type == "typing.Any" else mismatch
+        # typing.Any may be anything; a collected list of objects is still a list
+        return None if source.type in ("typing.Any", target.type) else mismatch
     if source.type == target.type or (source.type, target.type) == ("int", "float"):
         return None
     return mismatch

@@ -30,6 +30,7 @@ from raypipe.dsl.component import (
     caller_namespace,
     kfp_name,
 )
+from raypipe.dsl.control import Condition, Elif, Else, ExitHandler, Group, If
 from raypipe.dsl.interface import InputSpec, OutputSpec
 from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.task import Channel, PipelineInput, PipelineTask
@@ -55,7 +56,61 @@ class PipelineBuilder:
     def __init__(self, pipeline_name: str) -> None:
         self.pipeline_name = pipeline_name
         self.tasks: list[PipelineTask] = []
+        self.groups: list[Group] = []
+        self.current_group: Group | None = None
         self._name_counts: dict[str, int] = {}
+        self._order = 0
+        self._group_count = 0
+        self._last_branch: dict[int, Condition] = {}  # id(parent group or self) -> If/Elif
+
+    def next_order(self) -> int:
+        """Creation order of tasks and groups, which the compiler keeps."""
+        self._order += 1
+        return self._order
+
+    def open_group(self, group: Group) -> None:
+        """Enter a ``with dsl.ParallelFor/If/Elif/Else/ExitHandler`` block."""
+        self._group_count += 1
+        group.name = f"{group.kind}-{self._group_count}"
+        group.parent = self.current_group
+        group.order = self.next_order()
+        group.pipeline = self.pipeline_name
+        level = id(group.parent) if group.parent is not None else id(self)
+        if isinstance(group, (Elif, Else)):
+            previous = self._last_branch.get(level)
+            if previous is None:
+                raise PipelineDefinitionError(
+                    f"dsl.{type(group).__name__} must directly follow a dsl.If or dsl.Elif block",
+                    pipeline=self.pipeline_name,
+                )
+            assert previous.condition is not None  # If and Elif always have one
+            group.previous = [*previous.previous, previous.condition]
+        self._last_branch.pop(level, None)
+        if isinstance(group, ExitHandler):
+            exit_task = group.exit_task
+            if exit_task.group is not group.parent:
+                raise PipelineDefinitionError(
+                    "the exit task must be created just before its dsl.ExitHandler, in the "
+                    "same block",
+                    pipeline=self.pipeline_name,
+                    task=exit_task.name,
+                )
+            if exit_task.exit_handler is not None:
+                raise PipelineDefinitionError(
+                    f"is already the exit task of {exit_task.exit_handler.name}",
+                    pipeline=self.pipeline_name,
+                    task=exit_task.name,
+                )
+            exit_task.exit_handler = group
+        self.groups.append(group)
+        self.current_group = group
+
+    def close_group(self, group: Group) -> None:
+        """Leave the block opened by :meth:`open_group`."""
+        self.current_group = group.parent
+        level = id(group.parent) if group.parent is not None else id(self)
+        if isinstance(group, (If, Elif)):
+            self._last_branch[level] = group
 
     def add_task(
         self, component: BaseComponent, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -70,6 +125,8 @@ class PipelineBuilder:
             )
         task = PipelineTask(self, name, component, dict(kwargs))
         self.tasks.append(task)
+        level = id(task.group) if task.group is not None else id(self)
+        self._last_branch.pop(level, None)  # an Elif/Else must follow its If directly
         return task
 
     def _next_name(self, base: str) -> str:
@@ -86,6 +143,7 @@ class PipelineGraph:
     description: str | None
     inputs: Mapping[str, InputSpec]
     tasks: list[PipelineTask]
+    groups: list[Group]
     outputs: Mapping[str, Any]  # output name -> Channel (or a stray value, reported later)
     output_specs: Mapping[str, OutputSpec]
 
@@ -150,6 +208,7 @@ class Pipeline(BaseComponent):
             description=self.description,
             inputs=self._inputs,
             tasks=builder.tasks,
+            groups=builder.groups,
             outputs=outputs,
             output_specs=output_specs,
         )

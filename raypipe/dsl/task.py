@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import dataclasses
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from raypipe.dsl.component import BaseComponent
 from raypipe.dsl.interface import InputSpec, IOType, OutputSpec
@@ -21,15 +23,67 @@ from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_me
 from raypipe.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
+    from raypipe.dsl.control import ExitHandler, Group
     from raypipe.dsl.pipeline import PipelineBuilder
 
-__all__ = ["Channel", "PipelineInput", "PipelineTask", "TaskOutput"]
+__all__ = ["COMPARISONS", "Channel", "Comparison", "PipelineInput", "PipelineTask", "TaskOutput"]
+
+
+ComparisonOperator = Literal["==", "!=", "<", "<=", ">", ">="]
+
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Comparison:
+    """``left OP right`` where either side may be a channel: what ``dsl.If`` tests."""
+
+    op: ComparisonOperator
+    left: Any
+    right: Any
+
+    def __bool__(self) -> bool:
+        raise PipelineDefinitionError(
+            f"a comparison of pipeline values ({self.op}) has no value while the pipeline is "
+            "built; use it in dsl.If(...), not in a Python if"
+        )
 
 
 class Channel:
-    """A placeholder for a value known only at run time."""
+    """A placeholder for a value known only at run time.
+
+    Comparing a channel (``task.output > 0.5``) builds a :class:`Comparison` for
+    ``dsl.If``, as in KFP; channels hash by identity.
+    """
 
     type: IOType
+
+    def __eq__(self, other: object) -> Comparison:  # type: ignore[override]
+        return Comparison("==", self, other)
+
+    def __ne__(self, other: object) -> Comparison:  # type: ignore[override]
+        return Comparison("!=", self, other)
+
+    def __lt__(self, other: object) -> Comparison:
+        return Comparison("<", self, other)
+
+    def __le__(self, other: object) -> Comparison:
+        return Comparison("<=", self, other)
+
+    def __gt__(self, other: object) -> Comparison:
+        return Comparison(">", self, other)
+
+    def __ge__(self, other: object) -> Comparison:
+        return Comparison(">=", self, other)
+
+    __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
         raise PipelineDefinitionError(
@@ -119,6 +173,9 @@ class PipelineTask:
         self.options: TaskOptions = component.options
         self.display_name: str | None = None
         self.dependencies: list[PipelineTask] = []
+        self.group: Group | None = builder.current_group  # None: the pipeline's top level
+        self.order = builder.next_order()
+        self.exit_handler: ExitHandler | None = None  # set when this is an exit task
 
     @property
     def pipeline(self) -> str:

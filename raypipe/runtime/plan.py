@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raypipe.dsl.options import TaskOptions
+from raypipe.errors import PipelineDefinitionError, Problem
 from raypipe.spec.graph import topological_order
 from raypipe.spec.models import (
     Binding,
@@ -23,6 +24,7 @@ from raypipe.spec.models import (
     DagSpec,
     PipelineInputBinding,
     PipelineSpec,
+    TaskOutputBinding,
 )
 
 __all__ = ["Argument", "Constant", "Plan", "PlannedStep", "Source", "StepOutput", "plan_run"]
@@ -80,12 +82,53 @@ class Plan:
 
 
 def plan_run(spec: PipelineSpec) -> Plan:
-    """Expand ``spec`` (already validated) into the steps of one run."""
+    """Expand ``spec`` (already validated) into the steps of one run.
+
+    Raises:
+        PipelineDefinitionError: the spec uses loops, conditions or exit handlers, which
+            compile and validate but do not run yet.
+    """
+    _reject_control_flow(spec)
     steps: list[PlannedStep] = []
     assert spec.root.dag is not None  # validation guarantees a DAG root
     scope: dict[str, Source] = {name: Argument(name) for name in spec.root.inputs}
     outputs, _ = _expand(spec, spec.root.dag, "", scope, (), steps)
     return Plan(steps=steps, outputs=outputs)
+
+
+def _reject_control_flow(spec: PipelineSpec) -> None:
+    problems = []
+    dags = [("", spec.root.dag)] + [(f"{k}/", c.dag) for k, c in spec.components.items()]
+    for prefix, dag in dags:
+        for name, task in (dag.tasks if dag is not None else {}).items():
+            used = [
+                feature
+                for feature, present in (
+                    ("a loop (dsl.ParallelFor)", task.loop is not None),
+                    ("a condition (dsl.If/Elif/Else)", task.condition is not None),
+                    ("an exit handler (dsl.ExitHandler)", task.trigger == "all_done"),
+                    (
+                        "a loop item, dsl.OneOf or a final status",
+                        any(
+                            not isinstance(b, (ConstantBinding, TaskOutputBinding))
+                            and not (isinstance(b, PipelineInputBinding) and not b.field)
+                            for b in task.inputs.values()
+                        ),
+                    ),
+                )
+                if present
+            ]
+            if used:
+                problems.append(
+                    Problem(
+                        f"uses {used[0]}: control flow compiles and validates, but this "
+                        "version of raypipe cannot run it yet",
+                        spec.name,
+                        f"{prefix}{name}",
+                    )
+                )
+    if problems:
+        raise PipelineDefinitionError(problems)
 
 
 def _expand(
@@ -102,9 +145,11 @@ def _expand(
     def resolve(binding: Binding) -> Source:
         if isinstance(binding, ConstantBinding):
             return Constant(binding.constant)
-        if isinstance(binding, PipelineInputBinding):
+        if isinstance(binding, PipelineInputBinding) and not binding.field:
             return scope[binding.pipeline_input]
-        return produced[binding.task_output.task][binding.task_output.output]
+        if isinstance(binding, TaskOutputBinding):
+            return produced[binding.task_output.task][binding.task_output.output]
+        raise AssertionError(f"unplannable binding {binding!r}; _reject_control_flow missed it")
 
     for name in topological_order(dag):
         task = dag.tasks[name]

@@ -1,5 +1,11 @@
 """Compile a traced ``@dsl.pipeline`` into a validated :class:`PipelineSpec`.
 
+Every control-flow block (``ParallelFor``, ``If``/``Elif``/``Else``, ``ExitHandler``)
+becomes a sub-DAG component run by one task of the enclosing DAG, as in KFP. A value used
+inside a block but made outside it is threaded in through the block's inputs
+(``pipelinechannel--<task>-<output>``); a value leaves a block only through
+``dsl.Collected`` (a loop) or ``dsl.OneOf`` (branches).
+
 Example:
     >>> spec = compile_pipeline(addition)     # doctest: +SKIP
     >>> list(spec.root.dag.tasks)             # doctest: +SKIP
@@ -10,23 +16,43 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.dsl.component import BaseComponent, Component
+from raypipe.dsl.control import (
+    FINAL_STATUS_TYPE,
+    Collected,
+    Condition,
+    ExitHandler,
+    Group,
+    LoopItem,
+    OneOf,
+    ParallelFor,
+)
+from raypipe.dsl.interface import InputSpec, IOKind, IOType, OutputSpec
 from raypipe.dsl.pipeline import Pipeline
-from raypipe.dsl.task import PipelineInput, PipelineTask, TaskOutput
+from raypipe.dsl.task import Channel, Comparison, PipelineInput, PipelineTask, TaskOutput
 from raypipe.errors import PipelineDefinitionError, Problem
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
+    ConditionExpr,
+    Conjunction,
     ConstantBinding,
     DagSpec,
+    LoopSpec,
+    Negation,
+    OneOfBinding,
     OutputRef,
     PipelineInputBinding,
     PipelineSpec,
+    TaskFinalStatusBinding,
     TaskOutputBinding,
     TaskSpec,
 )
+from raypipe.spec.models import Comparison as ComparisonSpec
 from raypipe.spec.packaging import package_function
 from raypipe.spec.validate import validate_spec
 
@@ -65,21 +91,60 @@ def compile_pipeline(pipeline: Pipeline) -> PipelineSpec:
     return spec
 
 
+@dataclass
+class _Level:
+    """One DAG being built: the pipeline's top level, or the body of one block."""
+
+    group: Group | None
+    parent: _Level | None
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    bindings: dict[str, Binding] = field(default_factory=dict)  # inputs, as bound outside
+    outputs: dict[str, OutputSpec] = field(default_factory=dict)
+    output_bindings: dict[str, Binding] = field(default_factory=dict)
+    after: dict[str, list[str]] = field(default_factory=dict)  # node name -> waits for
+
+    def encloses(self, group: Group | None) -> bool:
+        """Whether ``group`` is this level's group or one around it (None: the top)."""
+        if group is None:
+            return True
+        return self.group is not None and group in self.group.ancestors()
+
+    def wait(self, node: str, dependency: str) -> None:
+        waits = self.after.setdefault(node, [])
+        if dependency not in waits:
+            waits.append(dependency)
+
+
+def _input_spec(io_type: IOType) -> InputSpec:
+    return InputSpec(**io_type.model_dump(include={"kind", "type", "annotation", "nullable"}))
+
+
+def _output_spec(io_type: IOType) -> OutputSpec:
+    return OutputSpec(**io_type.model_dump(include={"kind", "type", "annotation", "nullable"}))
+
+
 class _Compiler:
     def __init__(self) -> None:
         self.components: dict[str, ComponentSpec] = {}
         self.problems: list[Problem] = []
         self._keys: dict[int, str] = {}  # id(component object) -> key in self.components
         self._alive: list[BaseComponent] = []  # keeps ids above valid while compiling
+        self._reserved: set[str] = set()
+
+    def unique_key(self, base: str) -> str:
+        """A new component key starting with ``base``; reserved at once."""
+        key, n = base, 1
+        while key in self._reserved:
+            n += 1
+            key = f"{base}-{n}"
+        self._reserved.add(key)
+        return key
 
     def component_key(self, component: BaseComponent) -> str:
         key = self._keys.get(id(component))
         if key is not None:
             return key
-        key, n = component.name, 1
-        while key in self.components or key in self._keys.values():
-            n += 1
-            key = f"{component.name}-{n}"
+        key = self.unique_key(component.name)
         self._keys[id(component)] = key
         self._alive.append(component)
         if isinstance(component, Pipeline):
@@ -96,62 +161,295 @@ class _Compiler:
         return key
 
     def dag_component(self, pipeline: Pipeline) -> ComponentSpec:
-        graph = pipeline.trace()
-        own_tasks = {id(t) for t in graph.tasks}
-        tasks: dict[str, TaskSpec] = {}
-        for task in graph.tasks:
-            inputs: dict[str, Binding] = {}
-            for input_name, value in task.arguments.items():
-                binding = self.binding(value, pipeline, own_tasks, task.name, input_name)
-                if binding is not None:
-                    inputs[input_name] = binding
-            tasks[task.name] = TaskSpec(
-                component=self.component_key(task.component),
-                display_name=task.display_name,
-                inputs=inputs,
-                after=[d.name for d in task.dependencies],
-                options=task.options,
+        return _PipelineCompiler(self, pipeline).compile()
+
+
+class _PipelineCompiler:
+    """Compiles one pipeline's tasks and blocks into nested DAGs."""
+
+    def __init__(self, compiler: _Compiler, pipeline: Pipeline) -> None:
+        self.compiler = compiler
+        self.pipeline = pipeline
+        self.graph = pipeline.trace()
+        self.own_tasks = {id(t) for t in self.graph.tasks}
+        self.root = _Level(group=None, parent=None, inputs=dict(self.graph.inputs))
+        self.levels: dict[int, _Level] = {}
+        for group in self.graph.groups:  # parents open before children
+            parent = self.level(group.parent)
+            self.levels[id(group)] = _Level(group=group, parent=parent)
+            if isinstance(group, ParallelFor):
+                item = group.item_type()
+                self.levels[id(group)].inputs[group.item_input] = _input_spec(item)
+
+    def level(self, group: Group | None) -> _Level:
+        return self.root if group is None else self.levels[id(group)]
+
+    def problem(self, message: str, task: str | None, field_name: str | None) -> None:
+        self.compiler.problems.append(Problem(message, self.pipeline.name, task, field_name))
+
+    # --- the whole pipeline -------------------------------------------------------------
+
+    def compile(self) -> ComponentSpec:
+        task_inputs: dict[int, dict[str, Binding]] = {}
+        for task in self.graph.tasks:
+            task_inputs[id(task)] = self.task_bindings(task)
+            for dependency in task.dependencies:
+                self.add_dependency(task, dependency)
+        loops: dict[int, LoopSpec | None] = {}
+        conditions: dict[int, ConditionExpr | None] = {}
+        for group in self.graph.groups:
+            loops[id(group)] = self.loop_spec(group) if isinstance(group, ParallelFor) else None
+            conditions[id(group)] = (
+                self.condition_expr(group) if isinstance(group, Condition) else None
             )
-        outputs: dict[str, Binding] = {}
-        for output_name, value in graph.outputs.items():
-            binding = self.binding(value, pipeline, own_tasks, None, output_name)
+        for name, value in self.graph.outputs.items():
+            binding = self.resolve(value, self.root, None, name)
             if binding is not None:
-                outputs[output_name] = binding
+                self.root.output_bindings[name] = binding
+
+        # Every binding is known now (threading may have added inputs to any level).
+        dags: dict[int, dict[str, TaskSpec]] = {id(lv): {} for lv in self.all_levels()}
+        nodes: list[PipelineTask | Group] = [*self.graph.tasks, *self.graph.groups]
+        nodes.sort(key=lambda node: node.order)
+        for node in nodes:
+            if isinstance(node, PipelineTask):
+                level = self.level(node.group)
+                dags[id(level)][node.name] = TaskSpec(
+                    component=self.compiler.component_key(node.component),
+                    display_name=node.display_name,
+                    inputs=task_inputs[id(node)],
+                    after=level.after.get(node.name, []),
+                    options=node.options,
+                    trigger="all_done" if node.exit_handler is not None else "all_succeeded",
+                )
+        keys = {
+            id(group): self.compiler.unique_key(f"{self.pipeline.name}-{group.name}")
+            for group in self.graph.groups
+        }
+        for group in self.graph.groups:
+            parent = self.level(group.parent)
+            dags[id(parent)][group.name] = TaskSpec(
+                component=keys[id(group)],
+                display_name=getattr(group, "display_name", None),
+                inputs=self.level(group).bindings,
+                after=parent.after.get(group.name, []),
+                loop=loops[id(group)],
+                condition=conditions[id(group)],
+            )
+        # Each DAG lists its tasks and blocks in the order the pipeline function made them.
+        order = {node.name: node.order for node in nodes}
+        for tasks in dags.values():
+            ordered = dict(sorted(tasks.items(), key=lambda item: order[item[0]]))
+            tasks.clear()
+            tasks.update(ordered)
+        for group in self.graph.groups:
+            body = self.level(group)
+            self.compiler.components[keys[id(group)]] = ComponentSpec(
+                description=getattr(group, "display_name", None),
+                inputs=body.inputs,
+                outputs=body.outputs,
+                dag=DagSpec(tasks=dags[id(body)], outputs=body.output_bindings),
+            )
         return ComponentSpec(
-            description=graph.description,
-            inputs=dict(graph.inputs),
-            outputs=dict(graph.output_specs),
-            dag=DagSpec(tasks=tasks, outputs=outputs),
+            description=self.graph.description,
+            inputs=self.root.inputs,
+            outputs=dict(self.graph.output_specs),
+            dag=DagSpec(tasks=dags[id(self.root)], outputs=self.root.output_bindings),
         )
 
-    def binding(
+    def all_levels(self) -> list[_Level]:
+        return [self.root, *self.levels.values()]
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def task_bindings(self, task: PipelineTask) -> dict[str, Binding]:
+        level = self.level(task.group)
+        bindings: dict[str, Binding] = {}
+        for input_name, value in task.arguments.items():
+            binding = self.resolve(value, level, task.name, input_name, exit_task=task)
+            if binding is not None:
+                bindings[input_name] = binding
+        for input_name, spec in task.component.inputs.items():
+            if spec.type != FINAL_STATUS_TYPE or input_name in task.arguments:
+                continue
+            if task.exit_handler is None:
+                self.problem(
+                    "a dsl.PipelineTaskFinalStatus input is filled in only for the exit task "
+                    "of a dsl.ExitHandler",
+                    task.name,
+                    input_name,
+                )
+            else:
+                bindings[input_name] = TaskFinalStatusBinding(
+                    task_final_status=task.exit_handler.name
+                )
+        if task.exit_handler is not None:
+            level.wait(task.name, task.exit_handler.name)
+        return bindings
+
+    def add_dependency(self, task: PipelineTask, dependency: PipelineTask) -> None:
+        """``task.after(dependency)`` across blocks: the nodes under their common level wait."""
+        if id(dependency) not in self.own_tasks:
+            self.problem(
+                f".after({dependency.name}) names a task of another pipeline", task.name, "after"
+            )
+            return
+        ours = list(reversed(task.group.ancestors())) if task.group else []
+        theirs = list(reversed(dependency.group.ancestors())) if dependency.group else []
+        common = 0
+        while common < min(len(ours), len(theirs)) and ours[common] is theirs[common]:
+            common += 1
+        level = self.level(ours[common - 1] if common else None)
+        waiting = ours[common].name if common < len(ours) else task.name
+        waited = theirs[common].name if common < len(theirs) else dependency.name
+        if waiting == waited:
+            self.problem(
+                f"cannot wait for {dependency.name}, which is inside the same block",
+                task.name,
+                "after",
+            )
+            return
+        level.wait(waiting, waited)
+
+    # --- blocks --------------------------------------------------------------------------
+
+    def loop_spec(self, loop: ParallelFor) -> LoopSpec | None:
+        parent = self.level(loop.parent)
+        items = self.resolve(loop.items, parent, loop.name, "items")
+        if items is None:
+            return None
+        if isinstance(loop.items, Channel):
+            items_type = loop.items.type
+            if items_type.kind is IOKind.ARTIFACT or (
+                items_type.kind is IOKind.PARAMETER and items_type.type != "list"
+            ):
+                self.problem(
+                    f"dsl.ParallelFor needs a list to loop over, got {items_type.describe()}",
+                    loop.name,
+                    "items",
+                )
+        return LoopSpec(items=items, item_input=loop.item_input, parallelism=loop.parallelism)
+
+    def condition_expr(self, group: Condition) -> ConditionExpr | None:
+        parent = self.level(group.parent)
+        previous = [self.comparison(c, parent, group.name) for c in group.previous]
+        negated: list[ConditionExpr] = [Negation(not_=c) for c in previous if c is not None]
+        if group.condition is None:  # Else
+            return Conjunction(all=negated) if len(negated) > 1 else negated[0]
+        current = self.comparison(group.condition, parent, group.name)
+        if current is None:
+            return None
+        return Conjunction(all=[*negated, current]) if negated else current
+
+    def comparison(
+        self, comparison: Comparison, level: _Level, group: str
+    ) -> ComparisonSpec | None:
+        sides = []
+        for side_name, side in (("left", comparison.left), ("right", comparison.right)):
+            if isinstance(side, Channel) and (
+                side.type.kind is IOKind.ARTIFACT
+                or (side.type.kind is IOKind.OBJECT and side.type.type != "typing.Any")
+            ):
+                self.problem(
+                    f"a condition compares parameters (numbers, strings, booleans...), not "
+                    f"{side.type.describe()}: {side!r}",
+                    group,
+                    "condition",
+                )
+                return None
+            sides.append(self.resolve(side, level, group, f"condition.{side_name}"))
+        left, right = sides
+        if left is None or right is None:
+            return None
+        return ComparisonSpec(op=comparison.op, left=left, right=right)
+
+    # --- values --------------------------------------------------------------------------
+
+    def resolve(
         self,
         value: Any,
-        pipeline: Pipeline,
-        own_tasks: set[int],
+        level: _Level,
         task: str | None,
-        field: str,
+        field_name: str,
+        exit_task: PipelineTask | None = None,
     ) -> Binding | None:
+        """The binding of ``value`` as seen from inside ``level``; threads it in if needed."""
+
         def problem(message: str) -> None:
-            self.problems.append(Problem(message, pipeline.name, task, field))
+            self.problem(message, task, field_name)
 
         if isinstance(value, PipelineInput):
-            if value.pipeline != pipeline.name or value.name not in pipeline.inputs:
+            if value.pipeline != self.pipeline.name or value.name not in self.pipeline.inputs:
                 problem(f"{value!r} belongs to pipeline {value.pipeline!r}, not this one")
                 return None
-            return PipelineInputBinding(pipeline_input=value.name)
+            return self.deliver(
+                None,
+                PipelineInputBinding(pipeline_input=value.name),
+                value.type,
+                f"pipelinechannel--{value.name}",
+                level,
+            )
         if isinstance(value, TaskOutput):
-            if id(value.task) not in own_tasks:
+            if id(value.task) not in self.own_tasks:
                 problem(f"{value!r} comes from a task of another pipeline")
                 return None
-            return TaskOutputBinding(
+            producer = value.task.group
+            if (
+                exit_task is not None
+                and exit_task.exit_handler is not None
+                and (producer is not None and exit_task.exit_handler in producer.ancestors())
+            ):
+                problem(
+                    f"the exit task of {exit_task.exit_handler.name} cannot use outputs of "
+                    f"the block it guards ({value!r})"
+                )
+                return None
+            binding: Binding = TaskOutputBinding(
                 task_output=OutputRef(task=value.task.name, output=value.output)
             )
+            key = f"pipelinechannel--{value.task.name}-{value.output}"
+            # An exit handler's block always runs, so its values may leave it.
+            while isinstance(producer, ExitHandler) and not level.encloses(producer):
+                body = self.level(producer)
+                body.outputs[key] = _output_spec(value.type)
+                body.output_bindings[key] = binding
+                binding = TaskOutputBinding(task_output=OutputRef(task=producer.name, output=key))
+                producer = producer.parent
+            if not level.encloses(producer):
+                assert producer is not None  # the top level encloses everything
+                problem(
+                    f"uses {value!r}, made inside {producer.name}, outside that block; use "
+                    "dsl.Collected(...) after a loop or dsl.OneOf(...) after branches"
+                )
+                return None
+            return self.deliver(producer, binding, value.type, key, level)
+        if isinstance(value, LoopItem):
+            loop = value.loop
+            if not level.encloses(loop):
+                problem(f"uses the item of {loop.name} outside its loop")
+                return None
+            delivered = self.deliver(
+                loop,
+                PipelineInputBinding(pipeline_input=loop.item_input),
+                loop.item_type(),
+                loop.item_input,
+                level,
+            )
+            if value.path and isinstance(delivered, PipelineInputBinding):
+                return delivered.model_copy(update={"field": list(value.path)})
+            return delivered
+        if isinstance(value, Collected):
+            return self.resolve_collected(value, level, problem)
+        if isinstance(value, OneOf):
+            return self.resolve_oneof(value, level, problem)
         if isinstance(value, PipelineTask):
             problem(
                 f"got the task {value.name!r} itself; pass {value.name}.output or "
                 f"{value.name}.outputs[name]"
             )
+            return None
+        if isinstance(value, Comparison):
+            problem("a comparison is a condition for dsl.If(...), not a value to pass")
             return None
         try:
             constant = json.loads(json.dumps(value))
@@ -162,3 +460,79 @@ class _Compiler:
             )
             return None
         return ConstantBinding(constant=constant)
+
+    def resolve_collected(
+        self, value: Collected, level: _Level, problem: Callable[[str], None]
+    ) -> Binding | None:
+        inner = value.output
+        loop = inner.task.group
+        if id(inner.task) not in self.own_tasks or not isinstance(loop, ParallelFor):
+            problem(
+                f"dsl.Collected takes the output of a task directly inside a loop, got {inner!r}"
+            )
+            return None
+        if level.encloses(loop):
+            problem(f"dsl.Collected({inner!r}) is used inside {loop.name}; use it after the loop")
+            return None
+        body = self.level(loop)
+        key = f"pipelinechannel--{inner.task.name}-{inner.output}"
+        body.outputs[key] = _output_spec(inner.type)
+        body.output_bindings[key] = TaskOutputBinding(
+            task_output=OutputRef(task=inner.task.name, output=inner.output)
+        )
+        if not level.encloses(loop.parent):
+            problem(f"uses {value!r} outside the block around {loop.name}")
+            return None
+        binding = TaskOutputBinding(task_output=OutputRef(task=loop.name, output=key))
+        return self.deliver(loop.parent, binding, value.type, f"{key}-collected", level)
+
+    def resolve_oneof(
+        self, value: OneOf, level: _Level, problem: Callable[[str], None]
+    ) -> Binding | None:
+        branches: list[Condition] = []
+        alternatives: list[Binding] = []
+        for output in value.outputs:
+            branch = output.task.group
+            if id(output.task) not in self.own_tasks or not isinstance(branch, Condition):
+                problem(
+                    f"dsl.OneOf takes outputs of tasks directly inside If/Elif/Else blocks, "
+                    f"got {output!r}"
+                )
+                return None
+            if output.type != value.type:
+                problem(
+                    f"dsl.OneOf alternatives differ in type: {value.type.describe()} and "
+                    f"{output.type.describe()}"
+                )
+                return None
+            body = self.level(branch)
+            key = f"pipelinechannel--{output.task.name}-{output.output}"
+            body.outputs[key] = _output_spec(output.type)
+            body.output_bindings[key] = TaskOutputBinding(
+                task_output=OutputRef(task=output.task.name, output=output.output)
+            )
+            branches.append(branch)
+            alternatives.append(
+                TaskOutputBinding(task_output=OutputRef(task=branch.name, output=key))
+            )
+        parent = branches[0].parent
+        if any(b.parent is not parent for b in branches) or len(set(map(id, branches))) < 2:
+            problem("dsl.OneOf takes outputs of different branches of one If/Elif/Else chain")
+            return None
+        if not level.encloses(parent):
+            problem(f"uses {value!r} outside the block around its branches")
+            return None
+        key = "oneof--" + "-".join(b.name for b in branches)
+        return self.deliver(parent, OneOfBinding(oneof=alternatives), value.type, key, level)
+
+    def deliver(
+        self, producer: Group | None, binding: Binding, io_type: IOType, key: str, level: _Level
+    ) -> Binding:
+        """``binding`` is valid inside ``producer``'s level; thread it in down to ``level``."""
+        if level.group is producer:
+            return binding
+        assert level.parent is not None  # the top level is the producer's or encloses it
+        if key not in level.inputs:
+            level.inputs[key] = _input_spec(io_type)
+            level.bindings[key] = self.deliver(producer, binding, io_type, key, level.parent)
+        return PipelineInputBinding(pipeline_input=key)

@@ -7,9 +7,19 @@ Example:
 
 from __future__ import annotations
 
-from raypipe.spec.models import DagSpec, TaskOutputBinding, TaskSpec
+from raypipe.spec.models import (
+    Binding,
+    ConditionExpr,
+    Conjunction,
+    DagSpec,
+    Negation,
+    TaskFinalStatusBinding,
+    TaskOutputBinding,
+    TaskSpec,
+    binding_children,
+)
 
-__all__ = ["CycleError", "task_dependencies", "topological_order"]
+__all__ = ["CycleError", "task_bindings", "task_dependencies", "topological_order"]
 
 
 class CycleError(ValueError):
@@ -20,12 +30,36 @@ class CycleError(ValueError):
         super().__init__(" -> ".join(cycle))
 
 
+def task_bindings(task: TaskSpec) -> list[Binding]:
+    """Every binding a task reads: inputs, loop items, condition operands, oneof parts."""
+    pending: list[Binding] = list(task.inputs.values())
+    if task.loop is not None:
+        pending.append(task.loop.items)
+    conditions: list[ConditionExpr] = [task.condition] if task.condition is not None else []
+    while conditions:
+        expr = conditions.pop()
+        if isinstance(expr, Negation):
+            conditions.append(expr.not_)
+        elif isinstance(expr, Conjunction):
+            conditions.extend(expr.all)
+        else:
+            pending.extend((expr.left, expr.right))
+    found: list[Binding] = []
+    while pending:
+        binding = pending.pop(0)
+        found.append(binding)
+        pending.extend(binding_children(binding))
+    return found
+
+
 def task_dependencies(task: TaskSpec) -> list[str]:
     """Tasks this task waits for: its data edges, then ``after``, without repeats."""
     seen: dict[str, None] = {}
-    for binding in task.inputs.values():
+    for binding in task_bindings(task):
         if isinstance(binding, TaskOutputBinding):
             seen[binding.task_output.task] = None
+        elif isinstance(binding, TaskFinalStatusBinding):
+            seen[binding.task_final_status] = None
     for name in task.after:
         seen[name] = None
     return list(seen)

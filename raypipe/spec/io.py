@@ -144,21 +144,23 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-_TAGS = {"constant", "pipeline_input", "task_output"}
+# Discriminated unions put their tag in error locations. Binding tags repeat the key that
+# follows them (task_output.task_output.task); condition tags are labels of their own.
+_BINDING_TAGS = {"constant", "pipeline_input", "task_output", "oneof", "task_final_status"}
+_LABEL_TAGS = {"comparison", "negation", "conjunction"}
 
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    previous: int | str | None = None
-    for item in loc:
+    items = list(loc)
+    for index, item in enumerate(items):
+        following = items[index + 1] if index + 1 < len(items) else None
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in _TAGS and previous not in _TAGS and parts and parts[-1] != item:
-            # the discriminated union repeats its tag in the location; keep one
-            pass
+        elif item in _LABEL_TAGS or (item in _BINDING_TAGS and following == item):
+            continue
         else:
             parts.append(str(item))
-        previous = item
     return ".".join(parts)
 
 

@@ -28,7 +28,16 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    PositiveInt,
+    Tag,
+    model_validator,
+)
 
 from raypipe.dsl.interface import InputSpec, OutputSpec
 from raypipe.dsl.options import TaskOptions
@@ -36,6 +45,14 @@ from raypipe.dsl.options import TaskOptions
 __all__ = [
     "SCHEMA_VERSION",
     "Binding",
+    "Comparison",
+    "ConditionExpr",
+    "Conjunction",
+    "LoopSpec",
+    "Negation",
+    "OneOfBinding",
+    "TaskFinalStatusBinding",
+    "binding_children",
     "ComponentSpec",
     "ConstantBinding",
     "DagSpec",
@@ -61,9 +78,13 @@ class ConstantBinding(_Frozen):
 
 
 class PipelineInputBinding(_Frozen):
-    """An input taken from an input of the enclosing DAG (a pipeline parameter)."""
+    """An input taken from an input of the enclosing DAG (a pipeline parameter).
+
+    ``field`` selects inside the value: ``[lr]`` takes ``value["lr"]`` (a loop item's field).
+    """
 
     pipeline_input: str
+    field: list[str | int] = Field(default_factory=list)
 
 
 class OutputRef(_Frozen):
@@ -79,15 +100,32 @@ class TaskOutputBinding(_Frozen):
     task_output: OutputRef
 
 
+class OneOfBinding(_Frozen):
+    """The value of whichever alternative was produced: outputs of If/Elif/Else branches."""
+
+    oneof: list[Binding]
+
+
+class TaskFinalStatusBinding(_Frozen):
+    """How a task of the same DAG ended (an exit handler's block), for an exit task."""
+
+    task_final_status: str
+
+
+_BINDING_TAGS: dict[str, type[BaseModel]] = {
+    "constant": ConstantBinding,
+    "pipeline_input": PipelineInputBinding,
+    "task_output": TaskOutputBinding,
+    "oneof": OneOfBinding,
+    "task_final_status": TaskFinalStatusBinding,
+}
+
+
 def _binding_tag(value: Any) -> str | None:
     if isinstance(value, dict):
-        keys = [k for k in ("constant", "pipeline_input", "task_output") if k in value]
+        keys = [k for k in _BINDING_TAGS if k in value]
         return keys[0] if len(keys) == 1 else None
-    for tag, cls in (
-        ("constant", ConstantBinding),
-        ("pipeline_input", PipelineInputBinding),
-        ("task_output", TaskOutputBinding),
-    ):
+    for tag, cls in _BINDING_TAGS.items():
         if isinstance(value, cls):
             return tag
     return None
@@ -96,16 +134,87 @@ def _binding_tag(value: Any) -> str | None:
 Binding = Annotated[
     Annotated[ConstantBinding, Tag("constant")]
     | Annotated[PipelineInputBinding, Tag("pipeline_input")]
-    | Annotated[TaskOutputBinding, Tag("task_output")],
+    | Annotated[TaskOutputBinding, Tag("task_output")]
+    | Annotated[OneOfBinding, Tag("oneof")]
+    | Annotated[TaskFinalStatusBinding, Tag("task_final_status")],
     Discriminator(
         _binding_tag,
         custom_error_type="invalid_binding",
         custom_error_message=(
-            "a binding has exactly one of 'constant', 'pipeline_input' or 'task_output'"
+            "a binding has exactly one of 'constant', 'pipeline_input', 'task_output', "
+            "'oneof' or 'task_final_status'"
         ),
     ),
 ]
 """Where one input's value comes from."""
+
+OneOfBinding.model_rebuild()
+
+
+def binding_children(binding: Binding) -> list[Binding]:
+    """The bindings nested in ``binding`` (the alternatives of a ``oneof``)."""
+    return list(binding.oneof) if isinstance(binding, OneOfBinding) else []
+
+
+class Comparison(_Frozen):
+    """``left OP right``: a condition on pipeline parameters and task outputs."""
+
+    op: Literal["==", "!=", "<", "<=", ">", ">="]
+    left: Binding
+    right: Binding
+
+
+class Negation(_Frozen):
+    """True when ``not_`` is false (written ``not:`` in the document)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    not_: ConditionExpr = Field(alias="not")
+
+
+class Conjunction(_Frozen):
+    """True when every condition in ``all`` is."""
+
+    all: list[ConditionExpr]
+
+
+_CONDITION_TAGS = {"op": "comparison", "not": "negation", "all": "conjunction"}
+
+
+def _condition_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = [k for k in _CONDITION_TAGS if k in value]
+        return _CONDITION_TAGS[keys[0]] if len(keys) == 1 else None
+    tags: dict[type[BaseModel], str] = {
+        Comparison: "comparison",
+        Negation: "negation",
+        Conjunction: "conjunction",
+    }
+    return tags.get(type(value))
+
+
+ConditionExpr = Annotated[
+    Annotated[Comparison, Tag("comparison")]
+    | Annotated[Negation, Tag("negation")]
+    | Annotated[Conjunction, Tag("conjunction")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="invalid_condition",
+        custom_error_message="a condition is a comparison (op), a 'not' or an 'all'",
+    ),
+]
+"""A boolean expression deciding whether a condition block runs."""
+
+Negation.model_rebuild()
+Conjunction.model_rebuild()
+
+
+class LoopSpec(_Frozen):
+    """Run a task's DAG once per item; its outputs become lists in item order."""
+
+    items: Binding
+    item_input: str = Field(description="the DAG input that receives one item")
+    parallelism: PositiveInt | None = None
 
 
 class TaskSpec(_Frozen):
@@ -116,6 +225,12 @@ class TaskSpec(_Frozen):
     inputs: dict[str, Binding] = Field(default_factory=dict)
     after: list[str] = Field(default_factory=list, description="tasks to wait for")
     options: TaskOptions = Field(default_factory=TaskOptions)
+    loop: LoopSpec | None = None
+    condition: ConditionExpr | None = None
+    trigger: Literal["all_succeeded", "all_done"] = Field(
+        default="all_succeeded",
+        description="all_done: run even when what it waits for failed (an exit task)",
+    )
 
 
 class DagSpec(_Frozen):
@@ -187,5 +302,5 @@ class PipelineSpec(_Frozen):
 
     def to_dict(self) -> dict[str, Any]:
         """The document form: defaults left out, so files stay short and readable."""
-        document = self.model_dump(mode="json", exclude_defaults=True)
+        document = self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         return {"schema_version": self.schema_version, **document}

@@ -11,17 +11,23 @@ Example:
 
 from __future__ import annotations
 
+from raypipe.dsl.control import ANY_OBJECT, FINAL_STATUS_TYPE
 from raypipe.dsl.interface import IOKind, IOType, check_assignable, check_value
 from raypipe.errors import Problem
 from raypipe.spec.graph import CycleError, topological_order
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
+    ConditionExpr,
+    Conjunction,
     ConstantBinding,
     DagSpec,
+    Negation,
+    OneOfBinding,
     PipelineInputBinding,
     PipelineSpec,
-    TaskOutputBinding,
+    TaskFinalStatusBinding,
+    TaskSpec,
 )
 
 __all__ = ["validate_spec"]
@@ -89,8 +95,13 @@ class _Checker:
                     )
                     continue
                 self.check_binding(binding, target, owner, dag, input_path, label, input_name)
+            if task.loop is not None:
+                self.check_loop(task, component, owner, dag, task_path, label)
+            if task.condition is not None:
+                self.check_condition(task.condition, owner, dag, f"{task_path}.condition", label)
+            provided = set(task.inputs) | ({task.loop.item_input} if task.loop else set())
             for input_name, spec in component.inputs.items():
-                if input_name not in task.inputs and not spec.optional:
+                if input_name not in provided and not spec.optional:
                     self.add(
                         f"missing required input ({spec.describe()}) of component {task.component}",
                         path=f"{task_path}.inputs",
@@ -144,18 +155,16 @@ class _Checker:
     def check_binding(
         self,
         binding: Binding,
-        target: IOType,
+        target: IOType | None,
         owner: ComponentSpec,
         dag: DagSpec,
         path: str,
         task: str | None,
         field: str,
-    ) -> None:
-        source: IOType
-        origin: str
-        found: IOType | None
+    ) -> IOType | None:
+        """Check ``binding`` resolves (and fits ``target`` when given); return its type."""
         if isinstance(binding, ConstantBinding):
-            if target.kind is IOKind.ARTIFACT:
+            if target is not None and target.kind is IOKind.ARTIFACT:
                 self.add(
                     f"expected {target.describe()}, got a constant; artifacts come from task "
                     "outputs or pipeline inputs",
@@ -163,9 +172,27 @@ class _Checker:
                     task=task,
                     field=field,
                 )
-            elif (problem := check_value(binding.constant, target)) is not None:
+            elif target is not None and (problem := check_value(binding.constant, target)):
                 self.add(problem, path=path, task=task, field=field)
-            return
+            return None
+        resolved = self.source_type(binding, owner, dag, path, task, field)
+        if resolved is None:
+            return None
+        source, origin = resolved
+        if target is not None and (problem := check_assignable(source, target)) is not None:
+            self.add(f"{problem} ({origin})", path=path, task=task, field=field)
+        return source
+
+    def source_type(
+        self,
+        binding: Binding,
+        owner: ComponentSpec,
+        dag: DagSpec,
+        path: str,
+        task: str | None,
+        field: str,
+    ) -> tuple[IOType, str] | None:
+        """The type of what ``binding`` refers to and a phrase naming it; None if dangling."""
         if isinstance(binding, PipelineInputBinding):
             found = owner.inputs.get(binding.pipeline_input)
             if found is None:
@@ -176,36 +203,140 @@ class _Checker:
                     task=task,
                     field=field,
                 )
-                return
-            source, origin = found, f"pipeline input {binding.pipeline_input!r}"
+                return None
+            if binding.field:  # a field of a structured value: its type is not declared
+                return ANY_OBJECT, f"pipeline input {binding.pipeline_input!r}{binding.field}"
+            return found, f"pipeline input {binding.pipeline_input!r}"
+        if isinstance(binding, TaskFinalStatusBinding):
+            if binding.task_final_status not in dag.tasks:
+                self.add(
+                    f"no task named {binding.task_final_status!r} in this DAG",
+                    path=f"{path}.task_final_status",
+                    task=task,
+                    field=field,
+                )
+                return None
+            final = IOType(kind=IOKind.OBJECT, type=FINAL_STATUS_TYPE)
+            return final, f"final status of {binding.task_final_status!r}"
+        if isinstance(binding, OneOfBinding):
+            types = [
+                self.source_type(alt, owner, dag, f"{path}.oneof[{i}]", task, field)
+                for i, alt in enumerate(binding.oneof)
+            ]
+            typed = [t for t in types if t is not None]
+            if len(typed) != len(types):
+                return None
+            if len({t.model_dump_json() for t, _ in typed}) > 1:
+                shown = " and ".join(t.describe() for t, _ in typed)
+                self.add(
+                    f"oneof alternatives differ in type: {shown}", path=path, task=task, field=field
+                )
+                return None
+            return typed[0][0], "oneof(" + ", ".join(origin for _, origin in typed) + ")"
+        if isinstance(binding, ConstantBinding):
+            return None
+        ref = binding.task_output
+        producer = dag.tasks.get(ref.task)
+        if producer is None:
+            self.add(
+                f"no task named {ref.task!r} in this DAG",
+                path=f"{path}.task_output.task",
+                task=task,
+                field=field,
+            )
+            return None
+        component = self.spec.components.get(producer.component)
+        if component is None:
+            return None  # reported at the producer
+        output = component.outputs.get(ref.output)
+        if output is None:
+            known_outputs = ", ".join(component.outputs) or "none"
+            self.add(
+                f"task {ref.task!r} has no output {ref.output!r} (outputs: {known_outputs})",
+                path=f"{path}.task_output.output",
+                task=task,
+                field=field,
+            )
+            return None
+        origin = f"output {ref.output!r} of task {ref.task!r}"
+        if producer.loop is not None:  # a loop's outputs are lists, one value per item
+            kind = IOKind.PARAMETER if output.kind is IOKind.PARAMETER else IOKind.OBJECT
+            listed = IOType(
+                kind=kind, type="list", annotation=f"list[{output.annotation or output.type}]"
+            )
+            return listed, origin
+        return output, origin
+
+    def check_loop(
+        self,
+        task: TaskSpec,
+        component: ComponentSpec,
+        owner: ComponentSpec,
+        dag: DagSpec,
+        task_path: str,
+        label: str,
+    ) -> None:
+        loop = task.loop
+        assert loop is not None  # only called for loop tasks
+        if component.dag is None:
+            self.add(
+                "a loop runs a DAG component",
+                path=f"{task_path}.component",
+                task=label,
+                field="loop",
+            )
+        if loop.item_input not in component.inputs:
+            self.add(
+                f"the loop's item_input {loop.item_input!r} is not an input of "
+                f"component {task.component}",
+                path=f"{task_path}.loop.item_input",
+                task=label,
+                field="loop",
+            )
+        items = self.check_binding(
+            loop.items, None, owner, dag, f"{task_path}.loop.items", label, "items"
+        )
+        if isinstance(loop.items, ConstantBinding) and not isinstance(loop.items.constant, list):
+            self.add(
+                "a loop's items must be a list",
+                path=f"{task_path}.loop.items",
+                task=label,
+                field="items",
+            )
+        if items is not None and (
+            items.kind is IOKind.ARTIFACT
+            or (items.kind is IOKind.PARAMETER and items.type != "list")
+        ):
+            self.add(
+                f"a loop needs a list to loop over, got {items.describe()}",
+                path=f"{task_path}.loop.items",
+                task=label,
+                field="items",
+            )
+
+    def check_condition(
+        self, expr: ConditionExpr, owner: ComponentSpec, dag: DagSpec, path: str, label: str
+    ) -> None:
+        if isinstance(expr, Negation):
+            self.check_condition(expr.not_, owner, dag, f"{path}.not", label)
+        elif isinstance(expr, Conjunction):
+            for i, part in enumerate(expr.all):
+                self.check_condition(part, owner, dag, f"{path}.all[{i}]", label)
         else:
-            assert isinstance(binding, TaskOutputBinding)
-            ref = binding.task_output
-            producer = dag.tasks.get(ref.task)
-            if producer is None:
-                self.add(
-                    f"no task named {ref.task!r} in this DAG",
-                    path=f"{path}.task_output.task",
-                    task=task,
-                    field=field,
+            for side in ("left", "right"):
+                operand = self.check_binding(
+                    getattr(expr, side), None, owner, dag, f"{path}.{side}", label, "condition"
                 )
-                return
-            component = self.spec.components.get(producer.component)
-            if component is None:
-                return  # reported at the producer
-            output = component.outputs.get(ref.output)
-            if output is None:
-                known = ", ".join(component.outputs) or "none"
-                self.add(
-                    f"task {ref.task!r} has no output {ref.output!r} (outputs: {known})",
-                    path=f"{path}.task_output.output",
-                    task=task,
-                    field=field,
-                )
-                return
-            source, origin = output, f"output {ref.output!r} of task {ref.task!r}"
-        if (problem := check_assignable(source, target)) is not None:
-            self.add(f"{problem} ({origin})", path=path, task=task, field=field)
+                if operand is not None and (
+                    operand.kind is IOKind.ARTIFACT
+                    or (operand.kind is IOKind.OBJECT and operand.type != "typing.Any")
+                ):
+                    self.add(
+                        f"a condition compares parameters, not {operand.describe()}",
+                        path=f"{path}.{side}",
+                        task=label,
+                        field="condition",
+                    )
 
     def check_component_nesting(self) -> None:
         """A DAG component must not contain itself, directly or through others."""
