@@ -7,14 +7,20 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+from typing import Any, TypeAlias
 
 from raypipe.errors import ClusterConnectionError
 
 __all__ = ["connect"]
 
 _PROBE_TIMEOUT_S = 5.0
+_CLIENT_PREFIX = "ray://"
+_IMPLICIT_ADDRESSES = (None, "auto", "local")  # "whatever Ray finds": never a mismatch
+
+_IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def connect(address: str | None = None) -> None:
@@ -26,28 +32,125 @@ def connect(address: str | None = None) -> None:
             ``ray://host:port`` client address.
 
     Raises:
-        ClusterConnectionError: the address cannot be reached, quickly and by name.
+        ClusterConnectionError: the address cannot be reached, quickly and by name; or this
+            process is already connected to another cluster (Ray allows one per process).
     """
     import ray
 
+    explicit = None if address in _IMPLICIT_ADDRESSES else address
+    if explicit is not None:
+        _host_port(explicit)  # a malformed address is reported as such, connected or not
     if ray.is_initialized():
+        if explicit is not None:
+            _check_connected_to(explicit)
         return
-    if address not in (None, "auto", "local"):
-        _probe(address)
+    if explicit is not None:
+        _probe(explicit)
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
         raise ClusterConnectionError(address or "(local)", f"{type(exc).__name__}: {exc}") from exc
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port``, ``[v6]:port`` or ``ray://`` either."""
+    host, sep, port = address.removeprefix(_CLIENT_PREFIX).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterConnectionError(address, "expected host:port or ray://host:port")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 def _probe(address: str) -> None:
     """Fail within seconds on an address nothing listens on (ray.init may wait minutes)."""
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ClusterConnectionError(address, "expected host:port or ray://host:port")
+    host, port = _host_port(address)
     try:
-        with socket.create_connection((host, int(port)), timeout=_PROBE_TIMEOUT_S):
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
             pass
     except OSError as exc:
         raise ClusterConnectionError(address, f"nothing answers there ({exc})") from exc
+
+
+def _check_connected_to(address: str) -> None:
+    """Raise unless the Ray this process is connected to is the one ``address`` names.
+
+    A plain ``host:port`` names a cluster's GCS, compared with the GCS this process uses;
+    ``ray://host:port`` names a Ray Client server, compared with the client connection if
+    this process is a Ray Client (a GCS address says nothing about which client server
+    fronts it, so a driver connected directly never matches a ``ray://`` address).
+    """
+    import ray
+
+    gcs = str(ray.get_runtime_context().gcs_address)
+    client = _client_address()
+    if address.startswith(_CLIENT_PREFIX):
+        same = client is not None and _same_endpoint(address, client)
+    else:
+        same = _same_endpoint(address, gcs)
+    if not same:
+        via = f" through the Ray Client at {_CLIENT_PREFIX}{client}" if client else ""
+        raise ClusterConnectionError(
+            address,
+            f"this process is already connected to the Ray cluster whose GCS is at {gcs}{via};"
+            " call ray.shutdown() first to connect to another cluster",
+        )
+
+
+def _client_address() -> str | None:
+    """``host:port`` of the Ray Client server this process is connected through, if any."""
+    from ray.util import client
+
+    client_ray: Any = client.ray  # untyped
+    if not client_ray.is_connected():
+        return None
+    # Ray keeps the client's server address only on its (private) client worker.
+    worker = getattr(client_ray.get_context(), "client_worker", None)
+    address = getattr(worker, "_conn_str", None)
+    return address.removeprefix(_CLIENT_PREFIX) if isinstance(address, str) else "(unknown)"
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two ``host:port`` addresses reach the same server.
+
+    Same port, and hosts that resolve to a common IP or both to this machine: Ray's GCS and
+    client server listen on every interface, so ``localhost:6379``, ``127.0.0.1:6379`` and
+    ``<this host's IP>:6379`` are one server (and Ray reports the node's IP, not loopback).
+    """
+    try:
+        (host_a, port_a), (host_b, port_b) = _host_port(a), _host_port(b)
+    except ClusterConnectionError:
+        return a == b
+    if port_a != port_b:
+        return False
+    if host_a.lower() == host_b.lower():
+        return True
+    ips_a, ips_b = _resolve(host_a), _resolve(host_b)
+    if ips_a & ips_b:
+        return True
+    return bool(ips_a) and bool(ips_b) and all(map(_is_this_machine, ips_a | ips_b))
+
+
+def _resolve(host: str) -> set[_IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return set()
+    ips: set[_IPAddress] = set()
+    for *_, sockaddr in infos:
+        try:
+            ips.add(ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]))
+        except ValueError:
+            continue
+    return ips
+
+
+def _is_this_machine(ip: _IPAddress) -> bool:
+    """Loopback, or an address of one of this machine's interfaces (binding to it works)."""
+    if ip.is_loopback:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((str(ip), 0))
+    except OSError:
+        return False
+    return True
