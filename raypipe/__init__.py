@@ -23,6 +23,13 @@ from raypipe.errors import (
     SpecLoadError,
     StepFailedError,
 )
+from raypipe.runtime.failures import (
+    InfeasibleResourcesError,
+    RunNotFinishedError,
+    StepCrashedError,
+    StepTimeoutError,
+)
+from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
@@ -32,7 +39,7 @@ from raypipe.runtime.result import (
     TaskResult,
     TaskState,
 )
-from raypipe.runtime.runner import run
+from raypipe.runtime.runner import run, submit
 from raypipe.spec.io import compile, json_schema, load
 from raypipe.spec.models import PipelineSpec
 
@@ -44,14 +51,19 @@ __all__ = [
     "ClusterConnectionError",
     "ComponentDefinitionError",
     "ErrorInfo",
+    "InfeasibleResourcesError",
     "PipelineArgumentError",
     "PipelineDefinitionError",
     "PipelineSpec",
     "RaypipeError",
+    "RunHandle",
+    "RunNotFinishedError",
     "RunResult",
     "RunStatus",
     "SpecLoadError",
+    "StepCrashedError",
     "StepFailedError",
+    "StepTimeoutError",
     "TaskResult",
     "TaskState",
     "__version__",
@@ -60,4 +72,5 @@ __all__ = [
     "json_schema",
     "load",
     "run",
+    "submit",
 ]

@@ -27,8 +27,9 @@ __all__ = [
 
 
 class RunStatus(str, enum.Enum):
-    """How a run ended."""
+    """Where a run is (``RUNNING``, from ``RunHandle.status()``), or how it ended."""
 
+    RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
@@ -47,7 +48,7 @@ class TaskState(str, enum.Enum):
     UPSTREAM_FAILED = "UPSTREAM_FAILED"  # did not run: a task it depends on failed
     SKIPPED = "SKIPPED"
     CACHED = "CACHED"
-    CANCELED = "CANCELED"
+    CANCELED = "CANCELED"  # killed by cancel(), or not started because the run stopped
 
     def __str__(self) -> str:
         return self.value

@@ -1,9 +1,12 @@
 """The code that runs inside each step's Ray task: inputs in, user function, outputs out.
 
 ``execute_step`` resolves artifact inputs, creates output artifacts, calls the component's
-function (retrying on exceptions as the task options say), checks what it returned and
-hands back one value per output plus a :class:`StepReport`. A step whose upstream
-failed does not call the function; it passes :class:`FailedOutput` markers downstream.
+function (retrying on exceptions as the task options say, each attempt within its
+``timeout``), checks what it returned and hands back one value per output plus a
+:class:`StepReport`. A step whose upstream failed, or whose run was stopped before it
+started (cancel, fail-fast), does not call the function; it passes :class:`FailedOutput`
+markers downstream. A step that may be retried or has a timeout records its attempts in
+the run's ledger, so an attempt whose worker died shows up in the next one's report.
 
 Example (what the runner submits; not called directly):
     >>> remote = ray.remote(step_function(component)).options(num_returns=2)  # doctest: +SKIP
@@ -33,7 +36,10 @@ from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
 from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
+from raypipe.runtime.deadline import Deadline
+from raypipe.runtime.ledger import AttemptEntry, load_history, outcomes, save_history
 from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
+from raypipe.runtime.runfiles import STOP_FLAG, close_here, dump_path
 
 __all__ = [
     "Attempt",
@@ -54,16 +60,20 @@ class RunContext(NamedTuple):
     run_id: str
     pipeline: str
     artifact_root: str
+    scratch: str  # the run's scratch directory on each node (stop flag, timeout dumps)
+    fail_fast: bool  # a failed step stops the run from starting new steps
 
 
 class StepPolicy(NamedTuple):
-    """How a step retries and what environment it sees; ``None`` in a call means defaults."""
+    """How a step retries, how long it may run and what environment it sees; ``None`` in a
+    call means defaults."""
 
     retries: int
     backoff_seconds: float
     backoff_factor: float
     backoff_max: float
     env: tuple[tuple[str, str], ...]
+    timeout: float | None = None
 
     @classmethod
     def from_options(cls, options: TaskOptions) -> StepPolicy:
@@ -73,24 +83,37 @@ class StepPolicy(NamedTuple):
             options.backoff_factor,
             options.backoff_max,
             tuple(sorted(options.env.items())),
+            options.timeout or None,  # 0 means no limit, as an unset timeout does
+        )
+
+    @property
+    def records_attempts(self) -> bool:
+        """Whether attempts go to the ledger: only when an attempt may die and be retried,
+        or be killed by the timeout watchdog (0.3 ms per write, so not for every step)."""
+        return self.retries > 0 or self.timeout is not None
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before the attempt that follows ``failures`` failed ones."""
+        return float(
+            min(self.backoff_seconds * self.backoff_factor ** (failures - 1), self.backoff_max)
         )
 
     def to_wire(self) -> list[Any] | None:
         """A plain list for the task call, or None for the defaults (the common case)."""
         if self == _DEFAULT_POLICY:
             return None
-        return [*self[:4], [list(pair) for pair in self.env]]
+        return [*self[:4], [list(pair) for pair in self.env], self.timeout]
 
     @classmethod
     def from_wire(cls, wire: list[Any] | None) -> StepPolicy:
         if wire is None:
             return _DEFAULT_POLICY
-        retries, backoff_seconds, backoff_factor, backoff_max, env = wire
+        retries, backoff_seconds, backoff_factor, backoff_max, env, timeout = wire
         pairs = tuple((k, v) for k, v in env)
-        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs)
+        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs, timeout)
 
 
-_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, ())
+_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None)
 
 
 class StepError(NamedTuple):
@@ -171,17 +194,17 @@ class ComponentRuntime(BaseModel):
 def step_function(component: ComponentRuntime) -> Callable[..., Any]:
     """The function one Ray remote function per component runs; the component rides along.
 
-    Called as ``f([run_id, pipeline, artifact_root, task, policy], *after_reports, **inputs)``
-    with plain values only, all of the step's context in one argument (every argument
-    costs a serialisation per task; see :class:`StepReport`). It returns the outputs and
-    the report in wire form.
+    Called as ``f([*run_context, task, policy], *after_reports, **inputs)`` with plain
+    values only, all of the step's context in one argument (every argument costs a
+    serialisation per task; see :class:`StepReport`). It returns the outputs and the
+    report in wire form.
     """
 
     def run_step(context: list[Any], /, *after: list[Any], **inputs: Any) -> Any:
-        run_id, pipeline, artifact_root, task, policy = context
+        run_id, pipeline, artifact_root, scratch, fail_fast, task, policy = context
         *values, report = execute_step(
             component,
-            RunContext(run_id, pipeline, artifact_root),
+            RunContext(run_id, pipeline, artifact_root, scratch, fail_fast),
             task,
             StepPolicy.from_wire(policy),
             after,
@@ -196,9 +219,11 @@ def step_function(component: ComponentRuntime) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class FailedOutput:
-    """Stands in for an output that was never produced because ``task`` failed."""
+    """Stands in for an output that was never produced because ``task`` failed (or, with
+    ``canceled``, because the run stopped before ``task`` started)."""
 
     task: str
+    canceled: bool = False
 
 
 class StepOutputError(TypeError):
@@ -273,25 +298,39 @@ def execute_step(
     ``after`` holds the wire-form reports of the steps this one waits for.
     """
     output_names = list(component.outputs)
-    failed_upstream = _failed_upstream(after, inputs)
-    if failed_upstream is not None:
-        report = StepReport(task, TaskState.UPSTREAM_FAILED.value)
-        return _with_report([FailedOutput(failed_upstream)] * len(output_names), report)
+    blocked = _blocked_by(after, inputs)
+    stopped = blocked is None and is_closed_fast(run.scratch)  # canceled, or failed fast
+    if stopped and not policy.records_attempts:
+        blocked = FailedOutput(task, canceled=True)
+    if blocked is not None:
+        return _not_run(task, output_names, blocked)
 
     node_id, node_ip = _node()
     store = _store(run.artifact_root)
     func = _function(component)
     staged = component.needs_staging and not store.is_local
-    attempts: list[Attempt] = []
-    delay = policy.backoff_seconds
-    for number in range(1, policy.retries + 2):
+    ledger = _Ledger(run, task, policy, node_id, node_ip) if policy.records_attempts else None
+    attempts: list[Attempt] = ledger.previous() if ledger is not None else []
+    if stopped:  # Ray re-ran this step after its worker died, but the run has stopped since
+        if not attempts:
+            return _not_run(task, output_names, FailedOutput(task, canceled=True))
+        return _failed(run, task, output_names, attempts, node_id, node_ip)
+    number = len(attempts) + 1
+    if number > policy.retries + 1:  # an earlier run of this step used the last attempt, then died
+        return _failed(run, task, output_names, attempts, node_id, node_ip)
+    if attempts:
+        time.sleep(policy.backoff(len(attempts)))
+    while True:
         start = time.time()
+        if ledger is not None:
+            ledger.started(number)
         try:
             with (
                 tempfile.TemporaryDirectory(prefix="raypipe-step-")
                 if staged
                 else contextlib.nullcontext(tempfile.gettempdir()) as staging,
                 _environment(dict(policy.env)),
+                _deadline(run, task, policy, number),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))
         except Exception as exc:
@@ -299,38 +338,127 @@ def execute_step(
                 f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _user_traceback(exc)
             )
             attempts.append(Attempt(number, start, time.time(), error))
-            if number <= policy.retries:
-                time.sleep(min(delay, policy.backoff_max))
-                delay *= policy.backoff_factor
-                continue
-            report = StepReport(
-                task, TaskState.FAILED.value, tuple(attempts), node_id, node_ip, None
-            )
-            return _with_report([FailedOutput(task)] * len(output_names), report)
+            # No retry once the run has stopped (another step failed fast, or a cancel):
+            # the run cannot succeed any more.
+            if number > policy.retries or is_closed_fast(run.scratch):
+                return _failed(run, task, output_names, attempts, node_id, node_ip)
+            if ledger is not None:
+                ledger.failed(attempts[-1])
+            time.sleep(policy.backoff(len(attempts)))
+            if is_closed_fast(run.scratch):
+                return _failed(run, task, output_names, attempts, node_id, node_ip)
+            number += 1
+            continue
         attempts.append(Attempt(number, start, time.time(), None))
         report = StepReport(
             task, TaskState.SUCCEEDED.value, tuple(attempts), node_id, node_ip, summary
         )
         return _with_report([values[name] for name in output_names], report)
-    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+
+def _not_run(task: str, output_names: list[str], blocked: FailedOutput) -> list[Any]:
+    """The report of a step that did not call its function: what stopped it, downstream."""
+    state = TaskState.CANCELED if blocked.canceled else TaskState.UPSTREAM_FAILED
+    return _with_report([blocked] * len(output_names), StepReport(task, state.value))
+
+
+def _failed(
+    run: RunContext,
+    task: str,
+    output_names: list[str],
+    attempts: list[Attempt],
+    node_id: str,
+    node_ip: str,
+) -> list[Any]:
+    if run.fail_fast:
+        close_here(run.scratch)  # no new step of this run starts on this node from now on
+    report = StepReport(task, TaskState.FAILED.value, tuple(attempts), node_id, node_ip, None)
+    return _with_report([FailedOutput(task)] * len(output_names), report)
+
+
+def is_closed_fast(scratch: str) -> bool:
+    """Whether the run was stopped (canceled, or failed fast): one stat, about 2 µs."""
+    return os.path.exists(scratch + _STOP_SUFFIX)
+
+
+_STOP_SUFFIX = os.sep + STOP_FLAG  # runfiles.is_closed without os.path.join, on the hot path
+
+
+def _deadline(
+    run: RunContext, task: str, policy: StepPolicy, number: int
+) -> contextlib.AbstractContextManager[Any]:
+    if policy.timeout is None:
+        return contextlib.nullcontext()
+    return Deadline(
+        pipeline=run.pipeline,
+        task=task,
+        timeout=policy.timeout,
+        attempt=number,
+        dump=dump_path(run.scratch, task, number),
+    )
+
+
+class _Ledger:
+    """This step's attempt history in the run's ledger (see :mod:`raypipe.runtime.ledger`)."""
+
+    def __init__(
+        self, run: RunContext, task: str, policy: StepPolicy, node_id: str, node_ip: str
+    ) -> None:
+        self.run, self.task, self.policy = run, task, policy
+        self.node_id, self.node_ip = node_id, node_ip
+        self.history = load_history(run.run_id, task)
+
+    def previous(self) -> list[Attempt]:
+        """Attempts of earlier runs of this step (Ray re-ran it because its worker died)."""
+        found = outcomes(self.history, pipeline=self.run.pipeline, task=self.task, now=time.time())
+        return [
+            Attempt(number, start, end, None if error is None else StepError(*error))
+            for number, start, end, error in found
+        ]
+
+    def started(self, number: int) -> None:
+        timeout = self.policy.timeout
+        dump = None if timeout is None else dump_path(self.run.scratch, self.task, number)
+        entry = AttemptEntry.starting(
+            number, node_id=self.node_id, node_ip=self.node_ip, timeout=timeout, dump=dump
+        )
+        self.history.append(entry)
+        save_history(self.run.run_id, self.task, self.history)
+
+    def failed(self, attempt: Attempt) -> None:
+        """Record a failed attempt that will be retried (the report carries the last one)."""
+        assert attempt.error is not None
+        self.history[-1] = self.history[-1].model_copy(
+            update={"end": attempt.end, "error": tuple(attempt.error)}
+        )
+        save_history(self.run.run_id, self.task, self.history)
 
 
 def _with_report(values: list[Any], report: StepReport) -> list[Any]:
     return [*values, report]
 
 
-_OK_STATES = (TaskState.SUCCEEDED.value, TaskState.CACHED.value, TaskState.SKIPPED.value)
+_BLOCKING_STATES = (TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value)
+_CANCELED = TaskState.CANCELED.value
 
 
-def _failed_upstream(after: tuple[list[Any], ...], inputs: Mapping[str, Any]) -> str | None:
-    for wire in after:
-        report = StepReport.from_wire(wire)
-        if report.state not in _OK_STATES:
-            return report.task
+def _blocked_by(after: tuple[list[Any], ...], inputs: Mapping[str, Any]) -> FailedOutput | None:
+    """Why this step must not run: an upstream step failed, or was canceled; else None.
+
+    A failure wins over a cancellation (``UPSTREAM_FAILED`` says more than ``CANCELED``).
+    """
+    canceled: FailedOutput | None = None
+    for wire in after:  # wire-form reports: [task, state, ...]
+        if wire[1] in _BLOCKING_STATES:
+            return FailedOutput(wire[0])
+        if wire[1] == _CANCELED and canceled is None:
+            canceled = FailedOutput(wire[0], canceled=True)
     for value in inputs.values():
         if isinstance(value, FailedOutput):
-            return value.task
-    return None
+            if not value.canceled:
+                return value
+            canceled = canceled or value
+    return canceled
 
 
 @functools.cache

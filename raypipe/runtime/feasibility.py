@@ -1,0 +1,167 @@
+"""Check, before a run starts, that every step's resource request fits on some node.
+
+Ray queues a task that no node can ever hold and waits forever (or until an autoscaler
+adds a node). raypipe compares each step's request with the resources of every alive
+node (``ray.nodes()``, about 0.4 ms) and fails the run before submitting anything,
+naming the pipeline, step and resource. Requests are grouped, so a thousand identical
+steps cost one comparison.
+
+Example:
+    >>> request = ResourceRequest.from_options(TaskOptions(num_cpus=64))
+    >>> find_problem(request, [{"CPU": 2.0, "memory": 8e9}])
+    ('num_cpus', 'needs 64 CPUs; the largest node has 2')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raypipe.dsl.options import TaskOptions
+from raypipe.errors import Problem
+from raypipe.runtime.failures import SKIP_FEASIBILITY_ENV, InfeasibleResourcesError
+
+__all__ = [
+    "ResourceRequest",
+    "alive_node_resources",
+    "check_feasible",
+    "feasibility_check_enabled",
+    "find_problem",
+]
+
+_ACCELERATOR_PREFIX = "accelerator_type:"
+_EPSILON = 1e-9
+_DEFAULT_TASK_CPUS = 1.0  # what Ray reserves for a task that does not say
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    """What one step asks Ray for, as Ray's resource names see it."""
+
+    cpus: float
+    gpus: float
+    memory: float
+    custom: tuple[tuple[str, float], ...]
+    accelerator: str | None
+
+    @classmethod
+    def from_options(cls, options: TaskOptions) -> ResourceRequest:
+        return cls(
+            cpus=_DEFAULT_TASK_CPUS if options.num_cpus is None else options.num_cpus,
+            gpus=options.num_gpus or 0.0,
+            memory=float(options.memory or 0),
+            custom=tuple(sorted(options.resources.items())),
+            accelerator=options.accelerator,
+        )
+
+    def amounts(self) -> list[tuple[str, str, float]]:
+        """``(option, Ray resource, amount)`` for every resource asked for."""
+        wanted = [
+            ("num_cpus", "CPU", self.cpus),
+            ("num_gpus", "GPU", self.gpus),
+            ("memory", "memory", self.memory),
+            *((f"resources.{name}", name, amount) for name, amount in self.custom),
+        ]
+        if self.accelerator is not None:
+            wanted.append(("accelerator", _ACCELERATOR_PREFIX + self.accelerator, 0.001))
+        return [w for w in wanted if w[2] > 0]
+
+
+def feasibility_check_enabled(check_resources: bool) -> bool:
+    """The ``check_resources`` argument, unless ``RAYPIPE_SKIP_FEASIBILITY=1`` turns it off."""
+    return check_resources and os.environ.get(SKIP_FEASIBILITY_ENV, "") not in ("1", "true")
+
+
+def alive_node_resources() -> list[dict[str, float]]:
+    """The total resources of each alive node of the connected cluster."""
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [dict(n.get("Resources") or {}) for n in nodes if n.get("Alive")]
+
+
+def _fits(wanted: Iterable[tuple[str, str, float]], node: Mapping[str, float]) -> bool:
+    return all(node.get(resource, 0.0) + _EPSILON >= amount for _, resource, amount in wanted)
+
+
+def _count(value: float) -> str:
+    return f"{value:g}"
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} bytes"
+
+
+def _describe(
+    option: str, resource: str, amount: float, nodes: Sequence[Mapping[str, float]]
+) -> str:
+    largest = max((node.get(resource, 0.0) for node in nodes), default=0.0)
+    if resource == "CPU":
+        have = f"the largest node has {_count(largest)}" if largest else "no node has CPUs"
+        return f"needs {_count(amount)} CPU{'s' if amount != 1 else ''}; {have}"
+    if resource == "GPU":
+        have = f"the largest node has {_count(largest)}" if largest else "no node has a GPU"
+        return f"needs {_count(amount)} GPU{'s' if amount != 1 else ''}; {have}"
+    if resource == "memory":
+        return f"needs {_bytes(amount)} of memory; the largest node has {_bytes(largest)}"
+    if resource.startswith(_ACCELERATOR_PREFIX):
+        types = sorted(
+            {
+                r[len(_ACCELERATOR_PREFIX) :]
+                for n in nodes
+                for r in n
+                if r.startswith(_ACCELERATOR_PREFIX)
+            }
+        )
+        have = (
+            f"the cluster has {', '.join(map(repr, types))}"
+            if types
+            else "no node has an accelerator type"
+        )
+        return f"needs accelerator type {resource[len(_ACCELERATOR_PREFIX) :]!r}; {have}"
+    name = option.removeprefix("resources.")
+    have = f"the most any node has is {_count(largest)}" if largest else "no node has it"
+    return f"needs {_count(amount)} of custom resource {name!r}; {have}"
+
+
+def find_problem(
+    request: ResourceRequest, nodes: Sequence[Mapping[str, float]]
+) -> tuple[str | None, str] | None:
+    """``(option, what is wrong)`` if no node can hold ``request``, else None."""
+    wanted = request.amounts()
+    if any(_fits(wanted, node) for node in nodes):
+        return None
+    for option, resource, amount in wanted:
+        if not any(_fits([(option, resource, amount)], node) for node in nodes):
+            return option, _describe(option, resource, amount, nodes)
+    asked = ", ".join(
+        _bytes(amount) + " of memory" if resource == "memory" else f"{_count(amount)} {resource}"
+        for option, resource, amount in wanted
+    )
+    return None, f"needs {asked} on one node; each fits on some node, but no node has all of it"
+
+
+def check_feasible(
+    pipeline: str,
+    requests: Mapping[ResourceRequest, Sequence[str]],
+    nodes: Sequence[Mapping[str, float]],
+) -> None:
+    """Raise if some step's request fits on none of ``nodes``; ``requests`` maps a request to
+    the steps that make it.
+
+    Raises:
+        InfeasibleResourcesError: naming every such step and the resource it lacks.
+    """
+    problems: list[Problem] = []
+    for request, steps in requests.items():
+        found = find_problem(request, nodes)
+        if found is not None:
+            option, message = found
+            problems.extend(Problem(message, pipeline, step, option) for step in steps)
+    if problems:
+        raise InfeasibleResourcesError(problems)
