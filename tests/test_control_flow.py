@@ -286,12 +286,6 @@ def test_channels_still_hash_by_identity() -> None:
     p.trace()
 
 
-def test_running_control_flow_fails_before_any_step_and_says_why(raypipe_home: Path) -> None:
-    with pytest.raises(raypipe.PipelineDefinitionError, match="cannot run it yet"):
-        raypipe.run(control)
-    assert not raypipe_home.exists()
-
-
 def test_loaded_loop_over_a_constant_that_is_not_a_list_is_rejected(tmp_path: Path) -> None:
     document = raypipe.compile(control).to_dict()
     body = document["components"]["control-exit-handler-1"]["dag"]["tasks"]
@@ -300,3 +294,145 @@ def test_loaded_loop_over_a_constant_that_is_not_a_list_is_rejected(tmp_path: Pa
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     with pytest.raises(raypipe.SpecLoadError, match="a loop's items must be a list"):
         raypipe.load(path)
+
+
+# --- running on Ray ------------------------------------------------------------------
+
+
+@dsl.component
+def slow_square(x: int, path: str) -> int:
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"start {x} {time.time()}\n")
+    time.sleep(0.3)
+    with open(path, "a") as f:
+        f.write(f"end {x} {time.time()}\n")
+    return x * x
+
+
+@dsl.component
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected", "ran"),
+    [
+        (5, "big", "condition-4/echo"),
+        (14, "equal", "condition-5/echo-2"),
+        (100, "small", "condition-6/echo-3"),
+    ],
+)
+def test_loops_conditions_oneof_and_exit_handler_run(
+    threshold: int, expected: str, ran: str
+) -> None:
+    result = raypipe.run(control, {"n": 3, "threshold": threshold})
+    assert result.ok, result.error
+    assert result.output == expected
+    tasks = result.tasks
+    assert [
+        tasks[f"exit-handler-1/for-loop-2[{i}]/square"].outputs["Output"] for i in range(3)
+    ] == [1, 4, 9]
+    assert tasks["exit-handler-1/add-all"].outputs["Output"] == 14
+    assert tasks["exit-handler-1/for-loop-3[2]/train"].outputs["Output"] == pytest.approx(0.4)
+    branches = {n: t.state for n, t in tasks.items() if "/condition-" in n}
+    assert branches[f"exit-handler-1/{ran}"] == "SUCCEEDED"
+    assert sorted(s.value for s in branches.values()) == ["SKIPPED", "SKIPPED", "SUCCEEDED"]
+    assert tasks["notify"].outputs["Output"] == "run: SUCCEEDED"
+
+
+def test_exit_task_runs_after_a_failure_and_sees_it() -> None:
+    @dsl.pipeline(name="guarded")
+    def guarded() -> None:
+        done = notify(prefix="guarded")
+        with dsl.ExitHandler(exit_task=done):
+            fail_on(x=1, bad=1)
+
+    result = raypipe.run(guarded)  # fail-fast by default: the exit task still runs
+    assert result.status == "FAILED"
+    assert result.tasks["notify"].state == "SUCCEEDED"
+    assert result.tasks["notify"].outputs["Output"] == "guarded: FAILED"
+
+
+def test_loop_over_a_pipeline_parameter_and_nested_loops_collect_in_order() -> None:
+    @dsl.pipeline(name="grid")
+    def grid(rows: list, cols: list = [10, 20]) -> list:  # noqa: B006
+        with dsl.ParallelFor(rows) as r:
+            with dsl.ParallelFor(cols) as c:
+                cell = add(a=r, b=c)
+            row_total = add_all(xs=dsl.Collected(cell.output))
+        return dsl.Collected(row_total.output)
+
+    result = raypipe.run(grid, {"rows": [1, 2, 3]})
+    assert result.ok, result.error
+    assert result.output == [32, 34, 36]
+    assert result.tasks["for-loop-1[2]/for-loop-2[1]/add"].outputs["Output"] == 23
+
+
+def test_condition_on_a_parameter_inside_a_loop_collects_only_the_branches_taken() -> None:
+    @dsl.pipeline(name="evens")
+    def evens(limit: int = 3) -> list:
+        with dsl.ParallelFor([1, 2, 3, 4]) as x:
+            sq = square(x=x)
+            with dsl.If(sq.output > limit):
+                square(x=sq.output)
+        return dsl.Collected(sq.output)
+
+    result = raypipe.run(evens)
+    assert result.output == [1, 4, 9, 16]
+    states = {n: t.state.value for n, t in result.tasks.items() if "condition" in n}
+    assert states["for-loop-1[0]/condition-2/square-2"] == "SKIPPED"
+    assert states["for-loop-1[3]/condition-2/square-2"] == "SUCCEEDED"
+
+
+def test_parallelism_caps_the_iterations_running_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+
+    @dsl.pipeline(name="capped")
+    def capped(path: str) -> list:
+        with dsl.ParallelFor([1, 2, 3], parallelism=1) as x:
+            s = slow_square(x=x, path=path)
+        return dsl.Collected(s.output)
+
+    assert raypipe.run(capped, {"path": str(log)}).output == [1, 4, 9]
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["start", "end"] * 3  # one at a time: never two starts in a row
+
+
+def test_empty_loop_collects_an_empty_list() -> None:
+    @dsl.pipeline(name="empty")
+    def empty(items: list) -> int:
+        with dsl.ParallelFor(items) as x:
+            sq = square(x=x)
+        return add_all(xs=dsl.Collected(sq.output)).output
+
+    assert raypipe.run(empty, {"items": []}).output == 0
+
+
+def test_failed_iteration_fails_what_collects_the_loop() -> None:
+    @dsl.pipeline(name="one-bad")
+    def one_bad() -> int:
+        with dsl.ParallelFor([1, 2, 3]) as x:
+            checked = fail_on(x=x, bad=2)
+        return add_all(xs=dsl.Collected(checked.output)).output
+
+    result = raypipe.run(one_bad, fail_fast=False)
+    assert result.status == "FAILED"
+    assert result.tasks["for-loop-1[1]/fail-on"].state == "FAILED"
+    assert result.tasks["for-loop-1[0]/fail-on"].state == "SUCCEEDED"
+    assert result.tasks["add-all"].state == "UPSTREAM_FAILED"
+    assert result.error is not None and result.error.message == "item 2 is bad"
+
+
+def test_loop_over_a_step_output_waits_for_it_then_fans_out() -> None:
+    @dsl.pipeline(name="fan")
+    def fan(n: int) -> list:
+        items = configs(n=n)
+        with dsl.ParallelFor(items.output) as cfg:
+            t = train(lr=cfg.lr, depth=cfg.depth)
+        return dsl.Collected(t.output)
+
+    assert raypipe.run(fan, {"n": 4}).output == pytest.approx([0.0, 0.1, 0.4, 0.9])

@@ -28,7 +28,6 @@ from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.failures import StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
 from raypipe.runtime.ledger import delete_run, load_history, outcomes
-from raypipe.runtime.plan import Argument, Constant, Plan, PlannedStep, Source, StepOutput
 from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
@@ -39,8 +38,10 @@ from raypipe.runtime.result import (
     TaskState,
 )
 from raypipe.runtime.runfiles import RunFiles
+from raypipe.runtime.scheduler import Absent, Collected, Known, Ref, Scheduler, StepRecord, Value
+from raypipe.runtime.scheduler import StepCall as ScheduledStep
 from raypipe.runtime.worker import FailedOutput, RunContext, StepPolicy, StepReport
-from raypipe.spec.models import PipelineSpec
+from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 
 __all__ = ["Execution", "PreparedRun", "StepCall"]
 
@@ -50,9 +51,10 @@ _FAILED = TaskState.FAILED.value
 
 @dataclass(frozen=True)
 class StepCall:
-    """A planned step ready to submit: its Ray function with options bound, and its policy."""
+    """A Python task ready to submit: its Ray function with options bound, and its policy."""
 
-    step: PlannedStep
+    task: TaskSpec
+    component: ComponentSpec
     submit: Any  # remote_function.options(...): calling .remote(...) submits the task
     policy: StepPolicy
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
@@ -62,19 +64,18 @@ class StepCall:
 class PreparedRun:
     """Everything about a spec that does not change from run to run."""
 
-    plan: Plan
-    calls: list[StepCall]
-    requests: dict[ResourceRequest, list[str]]  # resource request -> steps that make it
+    calls: dict[int, StepCall]  # id(TaskSpec) -> how to submit it
+    requests: dict[ResourceRequest, list[str]]  # resource request -> tasks that make it
 
     @functools.cached_property
     def records_attempts(self) -> bool:
         """Whether some step keeps an attempt ledger (so the run has one to delete)."""
-        return any(c.policy.records_attempts for c in self.calls)
+        return any(c.policy.records_attempts for c in self.calls.values())
 
     @functools.cached_property
     def has_timeouts(self) -> bool:
         """Whether some step may leave a timeout dump on a node."""
-        return any(c.policy.timeout is not None for c in self.calls)
+        return any(c.policy.timeout is not None for c in self.calls.values())
 
 
 class Execution:
@@ -93,11 +94,11 @@ class Execution:
         run_name: str,
         started: datetime,
     ) -> None:
-        self.spec, self.prepared, self.plan = spec, prepared, prepared.plan
+        self.spec, self.prepared = spec, prepared
         self.arguments, self.run = arguments, run
         self.run_name, self.started = run_name, started
-        self.output_refs: dict[str, dict[str, Any]] = {}
-        self.report_refs: dict[str, Any] = {}
+        self.scheduler: Scheduler | None = None
+        self.calls: dict[str, StepCall] = {}  # step name -> how it was submitted
         self.files = RunFiles(run.run_id)
         self._lock = threading.Lock()
         self._pending: dict[Any, str] = {}  # report ref -> step, until its report is in
@@ -107,40 +108,41 @@ class Execution:
     # -- submitting ---------------------------------------------------------------------
 
     def submit(self) -> None:
-        """Submit every step; if interrupted half-way, cancel what was submitted."""
+        """Submit every step that can start; if interrupted, cancel what was submitted."""
         import ray
 
+        arguments = {
+            name: ray.put(value) if self.spec.inputs[name].kind is IOKind.OBJECT else value
+            for name, value in self.arguments.items()
+        }
+        self.scheduler = Scheduler(
+            self.spec,
+            arguments,
+            submit=self._submit_step,
+            fetch=_fetch,
+            run_id=self.run.run_id,
+            run_name=self.run_name,
+        )
         try:
-            arguments = {
-                name: ray.put(value) if self.spec.inputs[name].kind is IOKind.OBJECT else value
-                for name, value in self.arguments.items()
-            }
-            context = list(self.run)
-            for call in self.prepared.calls:
-                step = call.step
-                kwargs = {
-                    name: self.value_of(source, arguments) for name, source in step.inputs.items()
-                }
-                after = [self.report_refs[name] for name in step.after]
-                refs = call.submit.remote([*context, step.name, call.wire_policy], *after, **kwargs)
-                *outputs, report = refs if isinstance(refs, list) else [refs]
-                self.output_refs[step.name] = dict(
-                    zip(step.component.outputs, outputs, strict=True)
-                )
-                self.report_refs[step.name] = report
+            self.scheduler.start()
         except BaseException:
-            for report in self.report_refs.values():
+            with self._lock:
+                submitted = list(self._pending)
+            for report in submitted:
                 ray.cancel(report, force=True)
             self._cleanup()
             raise
-        self._pending = {ref: name for name, ref in self.report_refs.items()}
 
-    def value_of(self, source: Source, arguments: Mapping[str, Any]) -> Any:
-        if isinstance(source, Constant):
-            return source.value
-        if isinstance(source, Argument):
-            return arguments[source.name]
-        return self.output_refs[source.step][source.output]
+    def _submit_step(self, step: ScheduledStep) -> tuple[dict[str, Any], Any]:
+        """Submit one step the scheduler decided on; its report joins the pending ones."""
+        call = self.prepared.calls[id(step.task)]
+        context = [*self.run, step.name, call.wire_policy]
+        refs = call.submit.remote(context, *step.after, **step.inputs)
+        *outputs, report = refs if isinstance(refs, list) else [refs]
+        with self._lock:
+            self._pending[report] = step.name
+            self.calls[step.name] = call
+        return dict(zip(step.component.outputs, outputs, strict=True)), report
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -175,24 +177,40 @@ class Execution:
     # -- collecting ---------------------------------------------------------------------
 
     def collect(self) -> RunResult:
-        """Wait for every step's report, then build the result and clean up."""
+        """Wait for every step's report, feeding the scheduler, then build the result."""
         import ray
 
+        scheduler = self.scheduler
+        assert scheduler is not None, "submit() first"
         reports: dict[str, StepReport | BaseException] = {}
         try:
             while True:
                 with self._lock:
                     refs = list(self._pending)
-                if not refs:
+                waits = [w for w in scheduler.waiting_on() if w not in self._pending]
+                if not refs and not waits:
                     break
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=_WAIT_INTERVAL_S)
+                candidates = refs + waits
+                # Control flow waits on values: wake for the first one, not for all.
+                ready, rest = ray.wait(
+                    candidates,
+                    num_returns=1 if waits else len(candidates),
+                    timeout=_WAIT_INTERVAL_S,
+                )
                 if not ready:
                     continue
+                if waits and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more
                 with self._lock:
-                    names = [self._pending.pop(ref) for ref in ready]
-                failed = self._read_reports(names, ready, reports)
+                    reported = [ref for ref in ready if ref in self._pending]
+                    names = [self._pending.pop(ref) for ref in reported]
+                failed = self._read_reports(names, reported, reports)
                 if failed and self.run.fail_fast and not self.files.closed:
                     self._stop_new_steps("after a step failed")
+                scheduler.on_ready(ready)
+            if not scheduler.finished:
+                raise AssertionError(f"run {self.run.run_id} stalled: nothing left to wait for")
             with self._lock:
                 self._finished = True
             return self.result(reports)
@@ -241,32 +259,31 @@ class Execution:
     # -- the result ---------------------------------------------------------------------
 
     def result(self, reports: Mapping[str, StepReport | BaseException]) -> RunResult:
-        import ray
-
+        scheduler = self.scheduler
+        assert scheduler is not None
         tasks: dict[str, TaskResult] = {}
-        for call in self.prepared.calls:  # topological: upstream states are known first
-            step = call.step
-            report = reports[step.name]
+        for record in scheduler.records.values():  # in submission order: upstream first
+            if record.state is not None:
+                tasks[record.name] = TaskResult(
+                    name=record.name,
+                    component=record.component_key,
+                    display_name=record.display_name,
+                    state=record.state,
+                )
+                continue
+            report = reports[record.name]
             if isinstance(report, BaseException):
-                tasks[step.name] = self._lost_task(call, report, tasks)
+                tasks[record.name] = self._lost_task(record, report, tasks)
             else:
-                tasks[step.name] = _task_result(step, report)
+                tasks[record.name] = _task_result(record, report)
 
         error = next((t.error for t in tasks.values() if t.state is TaskState.FAILED), None)
         store = ArtifactStore(self.run.artifact_root)
         outputs: dict[str, Any] = {}
-        for name, source in self.plan.outputs.items():
-            if isinstance(source, StepOutput):
-                if tasks[source.step].state is not TaskState.SUCCEEDED:
-                    continue
-                value = ray.get(self.output_refs[source.step][source.output])
-                if isinstance(value, FailedOutput):
-                    continue
-            else:
-                value = self.value_of(source, self.arguments)
-            outputs[name] = (
-                store.artifact_from_record(value) if isinstance(value, ArtifactRecord) else value
-            )
+        for name, value in scheduler.outputs.items():
+            found, plain = _materialise(value)
+            if found:
+                outputs[name] = _artifacts_as_objects(plain, store)
         if self._canceled:
             status = RunStatus.CANCELED
         else:
@@ -286,18 +303,18 @@ class Execution:
         )
 
     def _lost_task(
-        self, call: StepCall, exc: BaseException, tasks: Mapping[str, TaskResult]
+        self, step: StepRecord, exc: BaseException, tasks: Mapping[str, TaskResult]
     ) -> TaskResult:
         """The result of a step that returned no report: canceled, blocked, or its worker died."""
         import ray
 
-        step = call.step
-        for ref in self.output_refs[step.name].values():
+        call = self.calls[step.name]
+        for ref in step.outputs.values():
             # Ray logs "Unhandled error" for an errored ObjectRef nobody fetched; this
             # step's error is in the result, so fetch its outputs' copies of it here.
             with contextlib.suppress(Exception):  # the same error, already in the result
                 ray.get(ref, timeout=0)
-        upstream = [tasks[u].state for u in step.upstream()]
+        upstream = [tasks[u].state for u in step.upstream if u in tasks]
         if any(s in (TaskState.FAILED, TaskState.UPSTREAM_FAILED) for s in upstream):
             state = TaskState.UPSTREAM_FAILED
         elif (
@@ -307,7 +324,7 @@ class Execution:
         ):
             state = TaskState.CANCELED
         else:
-            attempts = self._crashed_attempts(call, exc)
+            attempts = self._crashed_attempts(step.name, call, exc)
             return TaskResult(
                 name=step.name,
                 component=step.component_key,
@@ -325,16 +342,18 @@ class Execution:
             state=state,
         )
 
-    def _crashed_attempts(self, call: StepCall, exc: BaseException) -> list[AttemptRecord]:
+    def _crashed_attempts(
+        self, name: str, call: StepCall, exc: BaseException
+    ) -> list[AttemptRecord]:
         """Attempts of a step whose last worker died, from its ledger (if it kept one)."""
         if not call.policy.records_attempts:
             return []
-        history = load_history(self.run.run_id, call.step.name)
+        history = load_history(self.run.run_id, name)
         now = datetime.now(timezone.utc).timestamp()
         found = outcomes(
             history,
             pipeline=self.run.pipeline,
-            task=call.step.name,
+            task=name,
             now=now,
             detail=_ray_detail(exc),
         )
@@ -349,7 +368,7 @@ class Execution:
                     error=None
                     if error is None
                     else ErrorInfo(
-                        task=call.step.name,
+                        task=name,
                         attempt=number,
                         type=error[0],
                         message=error[1],
@@ -360,11 +379,55 @@ class Execution:
         return records
 
 
+def _fetch(refs: list[Any]) -> list[Any]:
+    """Values of complete refs; an exception stands in for a value that was lost."""
+    import ray
+
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayError:
+        values: list[Any] = []
+        for ref in refs:
+            try:
+                values.append(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                values.append(exc)
+        return values
+
+
+def _materialise(value: Value) -> tuple[bool, Any]:
+    """(True, the value) for a pipeline output that was produced; (False, None) if not."""
+    import ray
+
+    if isinstance(value, Known):
+        return True, value.value
+    if isinstance(value, Ref):
+        try:
+            got = ray.get(value.ref)
+        except ray.exceptions.RayError:
+            return False, None
+        return not isinstance(got, FailedOutput), got
+    if isinstance(value, Collected):
+        items = [_materialise(v) for v in value.items if not isinstance(v, Absent)]
+        if not all(found for found, _ in items):
+            return False, None
+        return True, [v for _, v in items]
+    return False, None
+
+
+def _artifacts_as_objects(value: Any, store: ArtifactStore) -> Any:
+    if isinstance(value, ArtifactRecord):
+        return store.artifact_from_record(value)
+    if isinstance(value, list):
+        return [_artifacts_as_objects(v, store) for v in value]
+    return value
+
+
 def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
-def _task_result(step: PlannedStep, report: StepReport) -> TaskResult:
+def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
     # model_construct: the data was built by raypipe itself, and validating a thousand
     # reports costs a noticeable share of a fan-out run.
     attempts = [

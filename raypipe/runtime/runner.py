@@ -1,9 +1,10 @@
 """``raypipe.run`` and ``raypipe.submit``: validate, check resources, submit every step, wait.
 
-The static DAG is submitted in one pass: each step is a Ray task whose arguments are the
-ObjectRefs of the upstream outputs it reads, so Ray resolves dependencies itself and data
-never passes through the driver. Each step returns one ObjectRef per output plus a
-report; the driver only waits on reports (see :mod:`raypipe.runtime.execution`).
+The static parts of the DAG are submitted in one pass: each step is a Ray task whose
+arguments are the ObjectRefs of the upstream outputs it reads, so Ray resolves
+dependencies itself and data never passes through the driver. Loops, conditions and exit
+handlers are expanded as their values arrive (:mod:`raypipe.runtime.scheduler`). Each step
+returns one ObjectRef per output plus a report (see :mod:`raypipe.runtime.execution`).
 
 Example:
     >>> result = raypipe.run(addition, {"a": 1, "b": 2})   # doctest: +SKIP
@@ -36,13 +37,12 @@ from raypipe.runtime.feasibility import (
     feasibility_check_enabled,
 )
 from raypipe.runtime.handle import RunHandle
-from raypipe.runtime.plan import Plan, PlannedStep, plan_run
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
 from raypipe.runtime.worker import ComponentRuntime, RunContext, StepPolicy, step_function
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.compiler import compile_pipeline
-from raypipe.spec.models import PipelineSpec
+from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 from raypipe.spec.packaging import PYTHON_VERSION, decode_payload
 
 __all__ = ["run", "submit"]
@@ -160,17 +160,29 @@ def submit(
     return RunHandle(execution)
 
 
-def _check_python_versions(spec: PipelineSpec, plan: Plan) -> None:
+def _python_tasks(spec: PipelineSpec) -> list[tuple[str, TaskSpec, ComponentSpec]]:
+    """(label, task, component) for every Python task of every DAG in ``spec``."""
+    dags = [("", spec.root.dag)] + [(f"{k}/", c.dag) for k, c in spec.components.items()]
+    found = []
+    for prefix, dag in dags:
+        for name, task in (dag.tasks if dag is not None else {}).items():
+            component = spec.components[task.component]
+            if component.python is not None:
+                found.append((f"{prefix}{name}", task, component))
+    return found
+
+
+def _check_python_versions(spec: PipelineSpec) -> None:
     problems = [
         Problem(
-            f"compiled with Python {s.component.python.python}, this is Python {PYTHON_VERSION}; "
+            f"compiled with Python {python.python}, this is Python {PYTHON_VERSION}; "
             "compile the pipeline again with this Python",
             spec.name,
-            s.name,
+            key,
             "python",
         )
-        for s in plan.steps
-        if s.component.python is not None and s.component.python.python != PYTHON_VERSION
+        for key, component in spec.components.items()
+        if (python := component.python) is not None and python.python != PYTHON_VERSION
     ]
     if problems:
         raise PipelineDefinitionError(problems)
@@ -196,11 +208,10 @@ def _remote_step_function(component: ComponentRuntime) -> Any:
     return remote
 
 
-def _ray_options(step: PlannedStep) -> dict[str, Any]:
-    options: TaskOptions = step.options
+def _ray_options(name: str, component: ComponentSpec, options: TaskOptions) -> dict[str, Any]:
     ray_options: dict[str, Any] = {
-        "num_returns": len(step.component.outputs) + 1,
-        "name": step.name,
+        "num_returns": len(component.outputs) + 1,
+        "name": name,  # the task's name in its DAG; loop iterations share it
         # exceptions are retried inside the step (attempts are recorded); Ray retries
         # only a dead worker
         "max_retries": options.retries,
@@ -224,37 +235,39 @@ _PREPARED_CACHE_SIZE = 32
 
 
 def _prepare(spec: PipelineSpec) -> PreparedRun:
-    """Plan ``spec`` and bind each step to its Ray function; cached per spec object."""
+    """Bind every Python task of ``spec`` to its Ray function; cached per spec object."""
     cached = _PREPARED.get(id(spec))
     if cached is not None and cached[0] is spec:
         _PREPARED.move_to_end(id(spec))
         return cached[1]
-    plan = plan_run(spec)
-    _check_python_versions(spec, plan)
+    _check_python_versions(spec)
     runtimes: dict[str, ComponentRuntime] = {}
-    calls = []
+    calls: dict[int, StepCall] = {}
     requests: dict[ResourceRequest, list[str]] = {}
-    for step in plan.steps:
-        runtime = runtimes.get(step.component_key)
+    for label, task, component in _python_tasks(spec):
+        runtime = runtimes.get(task.component)
         if runtime is None:
-            python = step.component.python
-            assert python is not None  # the plan holds Python steps only
+            python = component.python
+            assert python is not None  # _python_tasks yields Python components only
             payload = decode_payload(python)
-            runtime = runtimes[step.component_key] = ComponentRuntime(
-                key=step.component_key,
+            runtime = runtimes[task.component] = ComponentRuntime(
+                key=task.component,
                 function_key=hashlib.sha256(payload).hexdigest(),
                 payload=payload,
-                inputs=step.component.inputs,
-                outputs=step.component.outputs,
+                inputs=component.inputs,
+                outputs=component.outputs,
                 filename=python.filename,
                 line=python.line,
                 source=python.source,
             )
-        submit = _remote_step_function(runtime).options(**_ray_options(step))
-        policy = StepPolicy.from_options(step.options)
-        calls.append(StepCall(step, submit, policy, policy.to_wire()))
-        requests.setdefault(ResourceRequest.from_options(step.options), []).append(step.name)
-    prepared = PreparedRun(plan, calls, requests)
+        name = label.rpartition("/")[2]
+        submit = _remote_step_function(runtime).options(
+            **_ray_options(name, component, task.options)
+        )
+        policy = StepPolicy.from_options(task.options, runs_when_stopped=task.trigger == "all_done")
+        calls[id(task)] = StepCall(task, component, submit, policy, policy.to_wire())
+        requests.setdefault(ResourceRequest.from_options(task.options), []).append(label)
+    prepared = PreparedRun(calls, requests)
     _PREPARED[id(spec)] = (spec, prepared)
     if len(_PREPARED) > _PREPARED_CACHE_SIZE:
         _PREPARED.popitem(last=False)

@@ -33,6 +33,7 @@ import cloudpickle
 from pydantic import BaseModel, ConfigDict
 
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
+from raypipe.dsl.control import FINAL_STATUS_TYPE, PipelineTaskFinalStatus
 from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
@@ -74,9 +75,10 @@ class StepPolicy(NamedTuple):
     backoff_max: float
     env: tuple[tuple[str, str], ...]
     timeout: float | None = None
+    runs_when_stopped: bool = False  # an exit task runs even after a cancel or a failure
 
     @classmethod
-    def from_options(cls, options: TaskOptions) -> StepPolicy:
+    def from_options(cls, options: TaskOptions, *, runs_when_stopped: bool = False) -> StepPolicy:
         return cls(
             options.retries,
             options.backoff_seconds,
@@ -84,6 +86,7 @@ class StepPolicy(NamedTuple):
             options.backoff_max,
             tuple(sorted(options.env.items())),
             options.timeout or None,  # 0 means no limit, as an unset timeout does
+            runs_when_stopped,
         )
 
     @property
@@ -102,18 +105,18 @@ class StepPolicy(NamedTuple):
         """A plain list for the task call, or None for the defaults (the common case)."""
         if self == _DEFAULT_POLICY:
             return None
-        return [*self[:4], [list(pair) for pair in self.env], self.timeout]
+        return [*self[:4], [list(pair) for pair in self.env], self.timeout, self.runs_when_stopped]
 
     @classmethod
     def from_wire(cls, wire: list[Any] | None) -> StepPolicy:
         if wire is None:
             return _DEFAULT_POLICY
-        retries, backoff_seconds, backoff_factor, backoff_max, env, timeout = wire
+        retries, backoff_seconds, backoff_factor, backoff_max, env, timeout, always = wire
         pairs = tuple((k, v) for k, v in env)
-        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs, timeout)
+        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs, timeout, always)
 
 
-_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None)
+_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None, False)
 
 
 class StepError(NamedTuple):
@@ -217,6 +220,11 @@ def step_function(component: ComponentRuntime) -> Callable[..., Any]:
     return run_step
 
 
+class CollectedRefs(list[Any]):
+    """A ``dsl.Collected`` input as the step receives it: the ObjectRefs of the loop's
+    values (nested for nested loops), fetched in the worker, never through the driver."""
+
+
 @dataclass(frozen=True)
 class FailedOutput:
     """Stands in for an output that was never produced because ``task`` failed (or, with
@@ -298,8 +306,11 @@ def execute_step(
     ``after`` holds the wire-form reports of the steps this one waits for.
     """
     output_names = list(component.outputs)
+    inputs = _with_collected_and_status(component, inputs)
     blocked = _blocked_by(after, inputs)
-    stopped = blocked is None and is_closed_fast(run.scratch)  # canceled, or failed fast
+    stopped = (  # canceled, or failed fast
+        blocked is None and not policy.runs_when_stopped and is_closed_fast(run.scratch)
+    )
     if stopped and not policy.records_attempts:
         blocked = FailedOutput(task, canceled=True)
     if blocked is not None:
@@ -440,6 +451,44 @@ def _with_report(values: list[Any], report: StepReport) -> list[Any]:
 
 _BLOCKING_STATES = (TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value)
 _CANCELED = TaskState.CANCELED.value
+
+
+def _with_collected_and_status(
+    component: ComponentRuntime, inputs: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Fetch collected inputs (refs the driver never touched) and type final statuses."""
+    if not any(isinstance(v, CollectedRefs) for v in inputs.values()) and not any(
+        s.type == FINAL_STATUS_TYPE for s in component.inputs.values()
+    ):
+        return inputs
+    resolved = dict(inputs)
+    for name, value in inputs.items():
+        if isinstance(value, CollectedRefs):
+            resolved[name] = _fetch_collected(value)
+        elif component.inputs[name].type == FINAL_STATUS_TYPE and isinstance(value, dict):
+            resolved[name] = PipelineTaskFinalStatus(**value)
+    return resolved
+
+
+def _fetch_collected(items: list[Any]) -> Any:
+    import ray
+
+    refs = [i for i in items if isinstance(i, ray.ObjectRef)]
+    fetched = dict(zip(refs, ray.get(refs), strict=True)) if refs else {}
+    values = []
+    for item in items:
+        if isinstance(item, ray.ObjectRef):
+            value = fetched[item]
+        elif isinstance(item, CollectedRefs):
+            value = _fetch_collected(item)
+        else:
+            value = item
+        if isinstance(value, FailedOutput):
+            return value  # the consumer did not get all its items: it did not run
+        if isinstance(value, list) and any(isinstance(v, FailedOutput) for v in value):
+            return next(v for v in value if isinstance(v, FailedOutput))
+        values.append(value)
+    return values
 
 
 def _blocked_by(after: tuple[list[Any], ...], inputs: Mapping[str, Any]) -> FailedOutput | None:

@@ -1,0 +1,646 @@
+"""Interpret a PipelineSpec step by step: what to submit now, and what must wait.
+
+Static parts of the DAG are submitted in one pass, with upstream ObjectRefs as arguments,
+so Ray resolves those dependencies itself. The scheduler waits (and the driver fetches a
+value) only where control flow needs one: a loop over a step's output, a condition on a
+step's output, an exit task that must see how its block ended, and the windows of a loop
+with many items.
+
+The runner drives it: :meth:`Scheduler.start` submits what can go, the runner waits on
+:meth:`Scheduler.waiting_on` (plus every step report) and hands ready refs to
+:meth:`Scheduler.on_ready`, until :attr:`Scheduler.finished`.
+
+Example:
+    >>> scheduler = Scheduler(spec, arguments, submit=submit_step, run_id="r1")  # doctest: +SKIP
+    >>> scheduler.start()                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raypipe.dsl.task import COMPARISONS
+from raypipe.runtime.result import TaskState
+from raypipe.runtime.worker import CollectedRefs, FailedOutput
+from raypipe.spec.graph import task_dependencies, topological_order
+from raypipe.spec.models import (
+    Binding,
+    ComponentSpec,
+    ConditionExpr,
+    Conjunction,
+    ConstantBinding,
+    DagSpec,
+    Negation,
+    OneOfBinding,
+    PipelineInputBinding,
+    PipelineSpec,
+    TaskFinalStatusBinding,
+    TaskOutputBinding,
+    TaskSpec,
+)
+
+__all__ = ["Absent", "Collected", "Known", "Ref", "Scheduler", "StepCall", "StepRecord", "Value"]
+
+DEFAULT_LOOP_WINDOW = 1024
+"""Iterations of one loop expanded at once when it sets no ``parallelism``."""
+
+
+# --- values as the driver sees them ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Known:
+    """A value the driver holds: a constant, an argument, a loop item, a fetched output."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A step output still in the object store; ``step`` produced it."""
+
+    ref: Any
+    step: str
+
+
+@dataclass(frozen=True)
+class Collected:
+    """A loop's values of one output, in item order."""
+
+    items: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Absent:
+    """No value: its branch was not taken, or what makes it failed."""
+
+    reason: str  # "skipped" or "failed"
+
+
+Value = Known | Ref | Collected | Absent
+
+
+# --- what the runner gets ------------------------------------------------------------
+
+
+@dataclass
+class StepCall:
+    """One step to submit now."""
+
+    name: str
+    component_key: str
+    component: ComponentSpec
+    task: TaskSpec
+    inputs: dict[str, Any]  # plain values, ObjectRefs, CollectedRefs
+    after: list[Any]  # report refs to wait for
+    upstream: list[str]  # step names it depends on, for failure attribution
+
+
+@dataclass
+class StepRecord:
+    """A step of the run: submitted (``report`` is its report ref) or decided without running."""
+
+    name: str
+    component_key: str
+    display_name: str | None
+    upstream: list[str]
+    report: Any | None = None  # ObjectRef of the step's report, when submitted
+    outputs: dict[str, Any] = field(default_factory=dict)  # output name -> ObjectRef
+    state: TaskState | None = None  # SKIPPED / UPSTREAM_FAILED when not submitted
+
+
+Submit = Callable[[StepCall], tuple[dict[str, Any], Any]]
+Fetch = Callable[[list[Any]], list[Any]]  # ray.get of refs that are ready
+
+
+# --- the interpreter ---------------------------------------------------------------------
+
+
+class _Frame:
+    """One instance of a DAG: the root, a nested pipeline, a branch, one loop iteration."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        dag: DagSpec,
+        prefix: str,
+        scope: dict[str, Value],
+        after: list[Any],
+        on_done: Callable[[_Frame], None],
+    ) -> None:
+        self.scheduler, self.dag, self.prefix, self.scope = scheduler, dag, prefix, scope
+        self.after = after  # report refs every step in this frame waits for
+        self.on_done = on_done
+        self.order = topological_order(dag)
+        self.dependencies = {name: task_dependencies(t) for name, t in dag.tasks.items()}
+        self.outputs: dict[str, dict[str, Value]] = {}  # task -> output -> value
+        self.leaves: dict[str, list[Any]] = {}  # task -> report refs of every step in it
+        self.done: set[str] = set()  # tasks processed (submitted, expanded or decided)
+        self.busy: set[str] = set()  # tasks whose processing waits on something
+        self.finished = False
+
+    @property
+    def all_leaves(self) -> list[Any]:
+        return [ref for refs in self.leaves.values() for ref in refs]
+
+    def advance(self) -> None:
+        """Process every task whose dependencies are processed; finish when all are."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for name in self.order:
+                if name in self.done or name in self.busy:
+                    continue
+                if all(d in self.done for d in self.dependencies[name]):
+                    self.scheduler._process(self, name)
+                    progressed = True
+        if not self.finished and len(self.done) == len(self.dag.tasks):
+            self.finished = True
+            self.on_done(self)
+
+    def complete(self, name: str, outputs: dict[str, Value], leaves: list[Any]) -> None:
+        self.outputs[name] = outputs
+        self.leaves[name] = leaves
+        self.done.add(name)
+        self.busy.discard(name)
+
+    def resolve(self, binding: Binding) -> Value:
+        """The value of ``binding`` inside this frame (its dependencies are processed)."""
+        if isinstance(binding, ConstantBinding):
+            return Known(binding.constant)
+        if isinstance(binding, PipelineInputBinding):
+            value = self.scope[binding.pipeline_input]
+            return self.scheduler._select(value, binding.field) if binding.field else value
+        if isinstance(binding, TaskOutputBinding):
+            ref = binding.task_output
+            return self.outputs[ref.task].get(ref.output, Absent("failed"))
+        if isinstance(binding, OneOfBinding):
+            values = [self.resolve(b) for b in binding.oneof]
+            present = [v for v in values if not isinstance(v, Absent)]
+            if present:
+                return present[0]
+            failed = any(isinstance(v, Absent) and v.reason == "failed" for v in values)
+            return Absent("failed" if failed else "skipped")
+        if isinstance(binding, TaskFinalStatusBinding):
+            return self.scheduler._final_status(self, binding.task_final_status)
+        raise AssertionError(f"unknown binding {binding!r}")
+
+
+class Scheduler:
+    """Decides, step by step, what one run submits to Ray."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        arguments: dict[str, Any],
+        *,
+        submit: Submit,
+        fetch: Fetch,
+        run_id: str,
+        run_name: str,
+        loop_window: int = DEFAULT_LOOP_WINDOW,
+    ) -> None:
+        self.spec, self.submit, self.fetch = spec, submit, fetch
+        self.run_id, self.run_name, self.loop_window = run_id, run_name, loop_window
+        self.records: dict[str, StepRecord] = {}
+        self.outputs: dict[str, Value] = {}
+        self.finished = False
+        self._arguments = arguments
+        self._waits: dict[Any, list[Callable[[], None]]] = {}  # ref -> callbacks when ready
+        self._ready: set[Any] = set()
+        self._fetched: dict[Any, Any] = {}
+
+    # --- driving ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Submit everything that can run now."""
+        assert self.spec.root.dag is not None
+        scope: dict[str, Value] = {n: Known(v) for n, v in self._arguments.items()}
+        root = _Frame(self, self.spec.root.dag, "", scope, [], self._root_done)
+        root.advance()
+
+    def waiting_on(self) -> list[Any]:
+        """Refs whose completion lets the scheduler submit more."""
+        return [ref for ref in self._waits if ref not in self._ready]
+
+    def on_ready(self, refs: Iterable[Any]) -> None:
+        """Tell the scheduler that these refs are complete (values or errors)."""
+        callbacks: list[Callable[[], None]] = []
+        for ref in refs:
+            if ref in self._waits and ref not in self._ready:
+                self._ready.add(ref)
+                callbacks.extend(self._waits.pop(ref))
+        for callback in callbacks:
+            callback()
+
+    def _root_done(self, frame: _Frame) -> None:
+        assert self.spec.root.dag is not None
+        self.outputs = {n: frame.resolve(b) for n, b in self.spec.root.dag.outputs.items()}
+        self.finished = True
+
+    def _when_ready(self, refs: Collection[Any], callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every ref in ``refs`` is complete."""
+        pending = [r for r in refs if r not in self._ready]
+        if not pending:
+            callback()
+            return
+        remaining = set(pending)
+
+        def one_ready(ref: Any) -> Callable[[], None]:
+            def ready() -> None:
+                remaining.discard(ref)
+                if not remaining:
+                    callback()
+
+            return ready
+
+        for ref in pending:
+            self._waits.setdefault(ref, []).append(one_ready(ref))
+
+    def _get(self, refs: list[Any]) -> list[Any]:
+        """Values of complete refs (fetched once); an error stands in for a lost value."""
+        missing = [r for r in refs if r not in self._fetched]
+        if missing:
+            for ref, value in zip(missing, self.fetch(missing), strict=True):
+                self._fetched[ref] = value
+        return [self._fetched[r] for r in refs]
+
+    # --- values ----------------------------------------------------------------------------
+
+    def _select(self, value: Value, path: list[str | int]) -> Value:
+        if isinstance(value, Known):
+            selected = value.value
+            for key in path:
+                try:
+                    selected = selected[key]
+                except (KeyError, IndexError, TypeError):
+                    selected = getattr(selected, str(key))
+            return Known(selected)
+        return value  # a Ref item with fields is fetched when the loop expands
+
+    def _to_argument(self, value: Value) -> Any:
+        if isinstance(value, Known):
+            return value.value
+        if isinstance(value, Ref):
+            return value.ref
+        if isinstance(value, Collected):
+            return CollectedRefs(
+                self._to_argument(v) for v in value.items if not isinstance(v, Absent)
+            )
+        raise AssertionError("absent values are not passed")
+
+    def _producers(self, value: Value) -> list[str]:
+        if isinstance(value, Ref):
+            return [value.step]
+        if isinstance(value, Collected):
+            return [s for v in value.items for s in self._producers(v)]
+        return []
+
+    def _known(self, values: list[Value], then: Callable[[list[Any] | None], None]) -> None:
+        """Fetch ``values`` to the driver, then call ``then`` with them (None if one failed)."""
+        refs = [ref for v in values for ref in _refs_in(v)]
+
+        def fetched() -> None:
+            got = dict(zip(refs, self._get(refs), strict=True))
+            plain: list[Any] = []
+            for v in values:
+                if _absence(v) is not None:
+                    then(None)
+                    return
+                item = got[v.ref] if isinstance(v, Ref) else self._materialise(v)
+                if _is_failure(item):
+                    then(None)
+                    return
+                plain.append(item)
+            then(plain)
+
+        self._when_ready(refs, fetched)
+
+    def _materialise(self, value: Value) -> Any:
+        if isinstance(value, Known):
+            return value.value
+        if isinstance(value, Collected):
+            present = [v for v in value.items if not isinstance(v, Absent)]
+            refs = [v.ref for v in present if isinstance(v, Ref)]
+            got = dict(zip(refs, self._get(refs), strict=True))
+            return [got[v.ref] if isinstance(v, Ref) else self._materialise(v) for v in present]
+        raise AssertionError(f"not materialised: {value!r}")
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    def _process(self, frame: _Frame, name: str) -> None:
+        task = frame.dag.tasks[name]
+        component = self.spec.components[task.component]
+        path = f"{frame.prefix}{name}"
+        frame.busy.add(name)
+        resolved = {k: frame.resolve(b) for k, b in task.inputs.items()}
+        inputs = _with_defaults(task, component, resolved)
+        after = frame.after + [ref for dep in task.after for ref in frame.leaves.get(dep, [])]
+
+        if task.trigger == "all_done":
+            # Wait for everything it waits for to end, however it ended; then run it.
+            def then_run() -> None:
+                ready_inputs = _with_defaults(
+                    task, component, {k: frame.resolve(b) for k, b in task.inputs.items()}
+                )
+                self._dispatch(frame, name, path, task, component, ready_inputs, [])
+                frame.advance()
+
+            self._when_ready(after, then_run)
+            return
+        reasons = {r for v in inputs.values() if (r := _absence(v)) is not None}
+        if reasons:
+            state = TaskState.SKIPPED if reasons == {"skipped"} else TaskState.UPSTREAM_FAILED
+            self._decided(frame, name, path, task, component, state)
+            return
+        if task.condition is not None:
+            self._decide_condition(frame, name, path, task, component, inputs, after)
+            return
+        if task.loop is not None:
+            self._expand_loop(frame, name, path, task, component, inputs, after)
+            return
+        self._dispatch(frame, name, path, task, component, inputs, after)
+
+    def _dispatch(
+        self,
+        frame: _Frame,
+        name: str,
+        path: str,
+        task: TaskSpec,
+        component: ComponentSpec,
+        inputs: dict[str, Value],
+        after: list[Any],
+    ) -> None:
+        """Run a Python step, or open the frame of a DAG component."""
+        if component.dag is not None:
+            self._open(frame, name, path, component, inputs, after)
+            return
+        if any(_absence(v) is not None for v in inputs.values()):
+            self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+            return
+        upstream = [p for v in inputs.values() for p in self._producers(v)]
+        call = StepCall(
+            name=path,
+            component_key=task.component,
+            component=component,
+            task=task,
+            inputs={k: self._to_argument(v) for k, v in inputs.items()},
+            after=after,
+            upstream=list(dict.fromkeys(upstream)),
+        )
+        output_refs, report = self.submit(call)
+        self.records[path] = StepRecord(
+            name=path,
+            component_key=task.component,
+            display_name=task.display_name,
+            upstream=call.upstream,
+            report=report,
+            outputs=output_refs,
+        )
+        outputs: dict[str, Value] = {k: Ref(r, path) for k, r in output_refs.items()}
+        frame.complete(name, outputs, [report])
+
+    def _open(
+        self,
+        frame: _Frame,
+        name: str,
+        path: str,
+        component: ComponentSpec,
+        inputs: dict[str, Value],
+        after: list[Any],
+    ) -> None:
+        """Run a DAG component (nested pipeline, branch, exit handler block) in a new frame."""
+        dag = component.dag
+        assert dag is not None
+
+        def done(child: _Frame) -> None:
+            outputs = {n: child.resolve(b) for n, b in dag.outputs.items()}
+            frame.complete(name, outputs, child.all_leaves)
+            frame.advance()
+
+        _Frame(self, dag, f"{path}/", dict(inputs), after, done).advance()
+
+    def _decided(
+        self,
+        frame: _Frame,
+        name: str,
+        path: str,
+        task: TaskSpec,
+        component: ComponentSpec,
+        state: TaskState,
+    ) -> None:
+        """Record a task (and everything inside it) as not run, with ``state``."""
+        for step_path, key, display in _steps_inside(self.spec, path, task, component):
+            self.records[step_path] = StepRecord(
+                name=step_path, component_key=key, display_name=display, upstream=[], state=state
+            )
+        reason = "skipped" if state is TaskState.SKIPPED else "failed"
+        frame.complete(name, {k: Absent(reason) for k in component.outputs}, [])
+        frame.advance()
+
+    def _decide_condition(
+        self,
+        frame: _Frame,
+        name: str,
+        path: str,
+        task: TaskSpec,
+        component: ComponentSpec,
+        inputs: dict[str, Value],
+        after: list[Any],
+    ) -> None:
+        assert task.condition is not None
+        operands = _operands(task.condition)
+        values = [frame.resolve(b) for b in operands]
+
+        def decide(known: list[Any] | None) -> None:
+            if known is None:
+                self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+                return
+            lookup = {id(b): v for b, v in zip(operands, known, strict=True)}
+            assert task.condition is not None
+            if _evaluate(task.condition, lookup):
+                self._open(frame, name, path, component, inputs, after)
+            else:
+                self._decided(frame, name, path, task, component, TaskState.SKIPPED)
+
+        self._known(values, decide)
+
+    def _expand_loop(
+        self,
+        frame: _Frame,
+        name: str,
+        path: str,
+        task: TaskSpec,
+        component: ComponentSpec,
+        inputs: dict[str, Value],
+        after: list[Any],
+    ) -> None:
+        loop, dag = task.loop, component.dag
+        assert loop is not None and dag is not None
+        items_value = frame.resolve(loop.items)
+
+        def expand(items: list[Value]) -> None:
+            window = loop.parallelism or self.loop_window
+            results: list[dict[str, Value] | None] = [None] * len(items)
+            leaves: list[list[Any]] = [[] for _ in items]
+            next_index = 0
+            running = 0
+            finished = 0
+
+            def start_more() -> None:
+                nonlocal next_index, running
+                while next_index < len(items) and running < window:
+                    index = next_index
+                    next_index += 1
+                    running += 1
+                    start_iteration(index)
+                if finished == len(items):
+                    outputs: dict[str, Value] = {
+                        out: Collected(tuple(r[out] for r in results if r is not None))
+                        for out in component.outputs
+                    }
+                    frame.complete(name, outputs, [ref for refs in leaves for ref in refs])
+                    frame.advance()
+
+            def start_iteration(index: int) -> None:
+                scope = dict(inputs)
+                scope[loop.item_input] = items[index]
+
+                def expanded(child: _Frame) -> None:
+                    results[index] = {n: child.resolve(b) for n, b in dag.outputs.items()}
+                    leaves[index] = child.all_leaves
+                    # The next item may start when this one's steps have all ended.
+                    self._when_ready(leaves[index], iteration_ended)
+
+                _Frame(self, dag, f"{path}[{index}]/", scope, after, expanded).advance()
+
+            def iteration_ended() -> None:
+                nonlocal running, finished
+                running -= 1
+                finished += 1
+                start_more()
+
+            if not items:
+                frame.complete(name, {out: Collected(()) for out in component.outputs}, [])
+                frame.advance()
+                return
+            start_more()
+
+        if isinstance(items_value, Collected):
+            expand(list(items_value.items))
+            return
+
+        def fetched(known: list[Any] | None) -> None:
+            if known is None or not isinstance(known[0], (list, tuple)):
+                self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+                return
+            expand([Known(item) for item in known[0]])
+
+        self._known([items_value], fetched)
+
+    def _final_status(self, frame: _Frame, task: str) -> Value:
+        """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
+        refs = frame.leaves.get(task, [])
+        reports = self._get(refs) if refs else []
+        state, message = "SUCCEEDED", None
+        for report in reports:
+            if _is_failure(report) or report[1] not in ("SUCCEEDED", "CACHED", "SKIPPED"):
+                state = "CANCELED" if _is_cancel(report) else "FAILED"
+                message = _failure_message(report)
+                break
+        return Known(
+            {
+                "state": state,
+                "pipeline_job_resource_name": f"runs/{self.run_id}",
+                "pipeline_task_name": f"{frame.prefix}{task}",
+                "error_code": None if state == "SUCCEEDED" else 1,
+                "error_message": message,
+            }
+        )
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _with_defaults(
+    task: TaskSpec, component: ComponentSpec, inputs: dict[str, Value]
+) -> dict[str, Value]:
+    """``inputs`` plus the defaults of the optional inputs the task does not bind."""
+    item = task.loop.item_input if task.loop is not None else None
+    for name, spec in component.inputs.items():
+        if name not in inputs and name != item and spec.optional:
+            inputs[name] = Known(spec.default)
+    return inputs
+
+
+def _absence(value: Value) -> str | None:
+    """Why ``value`` (or part of a collected value) is missing: failed, skipped, or None.
+
+    Collected values drop the items of iterations whose branch was skipped.
+    """
+    if isinstance(value, Absent):
+        return value.reason
+    if isinstance(value, Collected):
+        reasons = {_absence(v) for v in value.items}
+        return "failed" if "failed" in reasons else None
+    return None
+
+
+def _refs_in(value: Value) -> list[Any]:
+    if isinstance(value, Ref):
+        return [value.ref]
+    if isinstance(value, Collected):
+        return [ref for v in value.items for ref in _refs_in(v)]
+    return []
+
+
+def _is_failure(value: Any) -> bool:
+    return isinstance(value, (BaseException, FailedOutput))
+
+
+def _is_cancel(report: Any) -> bool:
+    return isinstance(report, BaseException) and "Cancel" in type(report).__name__
+
+
+def _failure_message(report: Any) -> str:
+    if isinstance(report, BaseException):
+        text = str(report).strip()
+        return text.splitlines()[0] if text else type(report).__name__
+    attempts = report[2]
+    if attempts and attempts[-1][3] is not None:
+        error_type, message, _ = attempts[-1][3]
+        return f"{error_type}: {message}"
+    return f"{report[0]} ended {report[1]}"
+
+
+def _operands(expr: ConditionExpr) -> list[Binding]:
+    if isinstance(expr, Negation):
+        return _operands(expr.not_)
+    if isinstance(expr, Conjunction):
+        return [b for part in expr.all for b in _operands(part)]
+    return [expr.left, expr.right]
+
+
+def _evaluate(expr: ConditionExpr, values: dict[int, Any]) -> bool:
+    if isinstance(expr, Negation):
+        return not _evaluate(expr.not_, values)
+    if isinstance(expr, Conjunction):
+        return all(_evaluate(part, values) for part in expr.all)
+    return bool(COMPARISONS[expr.op](values[id(expr.left)], values[id(expr.right)]))
+
+
+def _steps_inside(
+    spec: PipelineSpec, path: str, task: TaskSpec, component: ComponentSpec
+) -> list[tuple[str, str, str | None]]:
+    """(name, component key, display name) of every step a task would have run.
+
+    A loop that never ran is one entry: its items are unknown.
+    """
+    if component.dag is None or task.loop is not None:
+        return [(path, task.component, task.display_name)]
+    found = []
+    for name, inner in component.dag.tasks.items():
+        found.extend(_steps_inside(spec, f"{path}/{name}", inner, spec.components[inner.component]))
+    return found
