@@ -27,6 +27,7 @@ BENCHMARKS = {
     "chain": HERE / "bench_chain.py",
     "fanout": HERE / "bench_fanout.py",
     "handoff": HERE / "bench_handoff.py",
+    "loop": HERE / "bench_loop.py",
 }
 TIMEOUT_S = 600  # per benchmark; the whole suite takes a few minutes on 2 cores
 
