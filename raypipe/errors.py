@@ -7,7 +7,12 @@ RaypipeError
  │    └── SpecLoadError          a compiled YAML/JSON file is malformed or inconsistent
  ├── PipelineArgumentError       run arguments do not match the pipeline's inputs
  ├── ClusterConnectionError      the Ray cluster cannot be reached
- └── StepFailedError             a step raised, or its worker died (``raise_on_failure=True``)
+ ├── StepFailedError             a step raised, or its worker died (``raise_on_failure=True``)
+ └── (in raypipe.runtime.failures, raised or recorded while a run executes)
+      InfeasibleResourcesError   a step asks for more than any node has; nothing ran
+      StepTimeoutError           an attempt overran its ``timeout`` (raised inside the step)
+      StepCrashedError           an attempt's worker died (recorded, never raised)
+      RunNotFinishedError        ``RunHandle.result()`` before the run ended
 ```
 
 Errors that concern a pipeline carry ``pipeline``, ``task`` and ``field`` attributes and
