@@ -73,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--json", action="store_true", help="print the whole result as JSON instead"
     )
+    run_cmd.add_argument(
+        "--no-fail-fast",
+        dest="fail_fast",
+        action="store_false",
+        help="keep running every branch a failed step does not feed",
+    )
+    run_cmd.add_argument(
+        "--skip-resource-check",
+        dest="check_resources",
+        action="store_false",
+        help="do not fail when no node has the resources a step asks for (autoscaling)",
+    )
     run_cmd.set_defaults(handler=_run)
 
     compile_cmd = commands.add_parser(
@@ -104,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
         address=args.address,
         run_name=args.run_name,
         artifact_root=args.artifact_root,
+        fail_fast=args.fail_fast,
+        check_resources=args.check_resources,
     )
     if args.json:
         print(json.dumps(result.model_dump(mode="json", fallback=_describe), indent=2))

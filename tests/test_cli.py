@@ -96,3 +96,26 @@ def test_every_command_has_help(command: list[str]) -> None:
         check=True,
     ).stdout
     assert out.startswith("usage: raypipe")
+
+
+def test_run_flags_turn_off_fail_fast_and_the_resource_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "branches.py"
+    script.write_text(
+        "from raypipe import dsl\n\n"
+        "@dsl.component\n"
+        "def boom() -> int:\n"
+        "    raise RuntimeError('boom')\n\n"
+        "@dsl.component(num_cpus=0.5)\n"
+        "def fine() -> int:\n"
+        "    return 1\n\n"
+        "@dsl.pipeline\n"
+        "def branches() -> None:\n"
+        "    boom()\n"
+        "    fine()\n"
+    )
+    assert main(["run", str(script), "--no-fail-fast", "--skip-resource-check", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["tasks"]["fine"]["state"] == "SUCCEEDED"
+    assert result["tasks"]["boom"]["state"] == "FAILED"
