@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -436,3 +437,40 @@ def test_loop_over_a_step_output_waits_for_it_then_fans_out() -> None:
         return dsl.Collected(t.output)
 
     assert raypipe.run(fan, {"n": 4}).output == pytest.approx([0.0, 0.1, 0.4, 0.9])
+
+
+@dsl.component
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_cancel_still_runs_the_exit_task_and_tells_it_the_block_was_canceled() -> None:
+    @dsl.pipeline(name="canceled")
+    def canceled() -> None:
+        done = notify(prefix="canceled")
+        with dsl.ExitHandler(exit_task=done):
+            nap(seconds=60)
+
+    handle = raypipe.submit(canceled)
+    time.sleep(1.0)  # let the nap start (a pending step is canceled the same way)
+    assert handle.cancel()
+    result = handle.wait(timeout=60)
+    assert result.status == "CANCELED"
+    assert result.tasks["exit-handler-1/nap"].state == "CANCELED"
+    assert result.tasks["notify"].state == "SUCCEEDED"
+    assert result.tasks["notify"].outputs["Output"] == "canceled: CANCELED"
+
+
+def test_condition_is_the_older_spelling_of_if() -> None:
+    @dsl.pipeline(name="older")
+    def older(flag: str = "heads") -> list:
+        with dsl.ParallelFor([1, 2]) as x:
+            with dsl.Condition(flag == "heads"):
+                sq = square(x=x)
+        return dsl.Collected(sq.output)
+
+    assert raypipe.run(older).output == [1, 4]
+    assert raypipe.run(older, {"flag": "tails"}).output == []

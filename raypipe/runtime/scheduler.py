@@ -23,7 +23,7 @@ from typing import Any
 
 from raypipe.dsl.task import COMPARISONS
 from raypipe.runtime.result import TaskState
-from raypipe.runtime.worker import CollectedRefs, FailedOutput
+from raypipe.runtime.worker import CollectedRefs, FailedOutput, StepReport
 from raypipe.spec.graph import task_dependencies, topological_order
 from raypipe.spec.models import (
     Binding,
@@ -335,12 +335,11 @@ class Scheduler:
         component = self.spec.components[task.component]
         path = f"{frame.prefix}{name}"
         frame.busy.add(name)
-        resolved = {k: frame.resolve(b) for k, b in task.inputs.items()}
-        inputs = _with_defaults(task, component, resolved)
         after = frame.after + [ref for dep in task.after for ref in frame.leaves.get(dep, [])]
 
         if task.trigger == "all_done":
-            # Wait for everything it waits for to end, however it ended; then run it.
+            # Wait for everything it waits for to end, however it ended; then run it. Its
+            # inputs (a final status above all) are resolved only then: resolving fetches.
             def then_run() -> None:
                 ready_inputs = _with_defaults(
                     task, component, {k: frame.resolve(b) for k, b in task.inputs.items()}
@@ -350,6 +349,8 @@ class Scheduler:
 
             self._when_ready(after, then_run)
             return
+        resolved = {k: frame.resolve(b) for k, b in task.inputs.items()}
+        inputs = _with_defaults(task, component, resolved)
         reasons = {r for v in inputs.values() if (r := _absence(v)) is not None}
         if reasons:
             state = TaskState.SKIPPED if reasons == {"skipped"} else TaskState.UPSTREAM_FAILED
@@ -544,11 +545,18 @@ class Scheduler:
         """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
         refs = frame.leaves.get(task, [])
         reports = self._get(refs) if refs else []
+        # A failure outranks the cancellations it caused (fail-fast), which outrank success.
         state, message = "SUCCEEDED", None
         for report in reports:
-            if _is_failure(report) or report[1] not in ("SUCCEEDED", "CACHED", "SKIPPED"):
-                state = "CANCELED" if _is_cancel(report) else "FAILED"
-                message = _failure_message(report)
+            canceled = _is_cancel(report) or (
+                not _is_failure(report) and report[1] == TaskState.CANCELED.value
+            )
+            if canceled and state == "SUCCEEDED":
+                state, message = "CANCELED", _failure_message(report)
+            elif not canceled and (
+                _is_failure(report) or report[1] not in ("SUCCEEDED", "CACHED", "SKIPPED")
+            ):
+                state, message = "FAILED", _failure_message(report)
                 break
         return Known(
             {
@@ -608,11 +616,10 @@ def _failure_message(report: Any) -> str:
     if isinstance(report, BaseException):
         text = str(report).strip()
         return text.splitlines()[0] if text else type(report).__name__
-    attempts = report[2]
-    if attempts and attempts[-1][3] is not None:
-        error_type, message, _ = attempts[-1][3]
-        return f"{error_type}: {message}"
-    return f"{report[0]} ended {report[1]}"
+    parsed = StepReport.from_wire(report)
+    if parsed.attempts and (error := parsed.attempts[-1].error) is not None:
+        return f"{error.type}: {error.message}"
+    return f"{parsed.task} ended {parsed.state}"
 
 
 def _operands(expr: ConditionExpr) -> list[Binding]:

@@ -465,25 +465,31 @@ class _PipelineCompiler:
         self, value: Collected, level: _Level, problem: Callable[[str], None]
     ) -> Binding | None:
         inner = value.output
+        # The loop is the innermost ParallelFor around the task; blocks between them
+        # (conditions, exit handlers) pass the value out: a skipped branch gives no item.
+        between: list[Group] = []
         loop = inner.task.group
-        if id(inner.task) not in self.own_tasks or not isinstance(loop, ParallelFor):
-            problem(
-                f"dsl.Collected takes the output of a task directly inside a loop, got {inner!r}"
-            )
+        while loop is not None and not isinstance(loop, ParallelFor):
+            between.append(loop)
+            loop = loop.parent
+        if id(inner.task) not in self.own_tasks or loop is None:
+            problem(f"dsl.Collected takes the output of a task inside a loop, got {inner!r}")
             return None
         if level.encloses(loop):
             problem(f"dsl.Collected({inner!r}) is used inside {loop.name}; use it after the loop")
             return None
-        body = self.level(loop)
         key = f"pipelinechannel--{inner.task.name}-{inner.output}"
-        body.outputs[key] = _output_spec(inner.type)
-        body.output_bindings[key] = TaskOutputBinding(
+        binding: Binding = TaskOutputBinding(
             task_output=OutputRef(task=inner.task.name, output=inner.output)
         )
+        for group in [*between, loop]:
+            body = self.level(group)
+            body.outputs[key] = _output_spec(inner.type)
+            body.output_bindings[key] = binding
+            binding = TaskOutputBinding(task_output=OutputRef(task=group.name, output=key))
         if not level.encloses(loop.parent):
             problem(f"uses {value!r} outside the block around {loop.name}")
             return None
-        binding = TaskOutputBinding(task_output=OutputRef(task=loop.name, output=key))
         return self.deliver(loop.parent, binding, value.type, f"{key}-collected", level)
 
     def resolve_oneof(
