@@ -188,6 +188,24 @@ class _Frame:
         raise AssertionError(f"unknown binding {binding!r}")
 
 
+@dataclass(frozen=True)
+class _Node:
+    """A task of a frame, being processed: where it is and what it runs."""
+
+    frame: _Frame
+    name: str
+    task: TaskSpec
+    component: ComponentSpec
+
+    @property
+    def path(self) -> str:
+        """The task's name in results: its frame's prefix and its name."""
+        return f"{self.frame.prefix}{self.name}"
+
+    def unpack(self) -> tuple[_Frame, str, str, TaskSpec, ComponentSpec]:
+        return self.frame, self.name, self.path, self.task, self.component
+
+
 class Scheduler:
     """Decides, step by step, what one run submits to Ray."""
 
@@ -333,7 +351,7 @@ class Scheduler:
     def _process(self, frame: _Frame, name: str) -> None:
         task = frame.dag.tasks[name]
         component = self.spec.components[task.component]
-        path = f"{frame.prefix}{name}"
+        node = _Node(frame, name, task, component)
         frame.busy.add(name)
         after = frame.after + [ref for dep in task.after for ref in frame.leaves.get(dep, [])]
 
@@ -344,7 +362,7 @@ class Scheduler:
                 ready_inputs = _with_defaults(
                     task, component, {k: frame.resolve(b) for k, b in task.inputs.items()}
                 )
-                self._dispatch(frame, name, path, task, component, ready_inputs, [])
+                self._dispatch(node, ready_inputs, [])
                 frame.advance()
 
             self._when_ready(after, then_run)
@@ -354,32 +372,29 @@ class Scheduler:
         reasons = {r for v in inputs.values() if (r := _absence(v)) is not None}
         if reasons:
             state = TaskState.SKIPPED if reasons == {"skipped"} else TaskState.UPSTREAM_FAILED
-            self._decided(frame, name, path, task, component, state)
+            self._decided(node, state)
             return
         if task.condition is not None:
-            self._decide_condition(frame, name, path, task, component, inputs, after)
+            self._decide_condition(node, inputs, after)
             return
         if task.loop is not None:
-            self._expand_loop(frame, name, path, task, component, inputs, after)
+            self._expand_loop(node, inputs, after)
             return
-        self._dispatch(frame, name, path, task, component, inputs, after)
+        self._dispatch(node, inputs, after)
 
     def _dispatch(
         self,
-        frame: _Frame,
-        name: str,
-        path: str,
-        task: TaskSpec,
-        component: ComponentSpec,
+        node: _Node,
         inputs: dict[str, Value],
         after: list[Any],
     ) -> None:
         """Run a Python step, or open the frame of a DAG component."""
+        frame, name, path, task, component = node.unpack()
         if component.dag is not None:
-            self._open(frame, name, path, component, inputs, after)
+            self._open(node, inputs, after)
             return
         if any(_absence(v) is not None for v in inputs.values()):
-            self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+            self._decided(node, TaskState.UPSTREAM_FAILED)
             return
         upstream = [p for v in inputs.values() for p in self._producers(v)]
         call = StepCall(
@@ -403,16 +418,9 @@ class Scheduler:
         outputs: dict[str, Value] = {k: Ref(r, path) for k, r in output_refs.items()}
         frame.complete(name, outputs, [report])
 
-    def _open(
-        self,
-        frame: _Frame,
-        name: str,
-        path: str,
-        component: ComponentSpec,
-        inputs: dict[str, Value],
-        after: list[Any],
-    ) -> None:
+    def _open(self, node: _Node, inputs: dict[str, Value], after: list[Any]) -> None:
         """Run a DAG component (nested pipeline, branch, exit handler block) in a new frame."""
+        frame, name, path, _, component = node.unpack()
         dag = component.dag
         assert dag is not None
 
@@ -423,16 +431,9 @@ class Scheduler:
 
         _Frame(self, dag, f"{path}/", dict(inputs), after, done).advance()
 
-    def _decided(
-        self,
-        frame: _Frame,
-        name: str,
-        path: str,
-        task: TaskSpec,
-        component: ComponentSpec,
-        state: TaskState,
-    ) -> None:
+    def _decided(self, node: _Node, state: TaskState) -> None:
         """Record a task (and everything inside it) as not run, with ``state``."""
+        frame, name, path, task, component = node.unpack()
         for step_path, key, display in _steps_inside(self.spec, path, task, component):
             self.records[step_path] = StepRecord(
                 name=step_path, component_key=key, display_name=display, upstream=[], state=state
@@ -443,41 +444,35 @@ class Scheduler:
 
     def _decide_condition(
         self,
-        frame: _Frame,
-        name: str,
-        path: str,
-        task: TaskSpec,
-        component: ComponentSpec,
+        node: _Node,
         inputs: dict[str, Value],
         after: list[Any],
     ) -> None:
+        frame, name, path, task, component = node.unpack()
         assert task.condition is not None
         operands = _operands(task.condition)
         values = [frame.resolve(b) for b in operands]
 
         def decide(known: list[Any] | None) -> None:
             if known is None:
-                self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+                self._decided(node, TaskState.UPSTREAM_FAILED)
                 return
             lookup = {id(b): v for b, v in zip(operands, known, strict=True)}
             assert task.condition is not None
             if _evaluate(task.condition, lookup):
-                self._open(frame, name, path, component, inputs, after)
+                self._open(node, inputs, after)
             else:
-                self._decided(frame, name, path, task, component, TaskState.SKIPPED)
+                self._decided(node, TaskState.SKIPPED)
 
         self._known(values, decide)
 
     def _expand_loop(
         self,
-        frame: _Frame,
-        name: str,
-        path: str,
-        task: TaskSpec,
-        component: ComponentSpec,
+        node: _Node,
         inputs: dict[str, Value],
         after: list[Any],
     ) -> None:
+        frame, name, path, task, component = node.unpack()
         loop, dag = task.loop, component.dag
         assert loop is not None and dag is not None
         items_value = frame.resolve(loop.items)
@@ -535,7 +530,7 @@ class Scheduler:
 
         def fetched(known: list[Any] | None) -> None:
             if known is None or not isinstance(known[0], (list, tuple)):
-                self._decided(frame, name, path, task, component, TaskState.UPSTREAM_FAILED)
+                self._decided(node, TaskState.UPSTREAM_FAILED)
                 return
             expand([Known(item) for item in known[0]])
 
