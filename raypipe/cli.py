@@ -5,9 +5,10 @@ Example:
     $ raypipe compile examples/quickstart.py:addition -o addition.yaml
     $ raypipe run addition.yaml --arg a=1 --arg b=2
     $ raypipe schema > raypipe-v1.schema.json
+    $ raypipe logs 3f2a9c1e add-2
 
 Exit codes: 0 the run succeeded; 1 the run failed or was canceled; 2 the command, the
-pipeline or its arguments are wrong (nothing ran).
+pipeline or its arguments are wrong (nothing ran), or ``logs`` names an unknown run or task.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineArgumentError, Problem, RaypipeError
+from raypipe.runtime.config import RuntimeConfig
+from raypipe.runtime.logs import print_logs
 from raypipe.runtime.runner import run
 from raypipe.spec.arguments import parse_cli_value
 from raypipe.spec.compiler import compile_pipeline
@@ -103,6 +106,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of raypipe's compiled pipeline format.",
     )
     schema_cmd.set_defaults(handler=_schema)
+
+    logs_cmd = commands.add_parser(
+        "logs",
+        help="print what a run's steps printed",
+        description="Print the stdout and stderr each step of a run wrote, one section per "
+        "task and attempt; with TASK, only that task's (and, for a loop or a nested "
+        "pipeline, its children's).",
+    )
+    logs_cmd.add_argument("run_id", metavar="RUN_ID", help="the run's id (RunResult.run_id)")
+    logs_cmd.add_argument("task", metavar="TASK", nargs="?", help="a task name, e.g. add-2")
+    logs_cmd.add_argument(
+        "--artifact-root",
+        help="where the run's artifacts are (default: RAYPIPE_ARTIFACT_ROOT, else "
+        "$RAYPIPE_HOME/artifacts)",
+    )
+    logs_cmd.set_defaults(handler=_logs)
     return parser
 
 
@@ -141,6 +160,11 @@ def _compile(args: argparse.Namespace) -> int:
 def _schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    root = RuntimeConfig.from_env(artifact_root=args.artifact_root).artifact_root
+    return print_logs(root, args.run_id, args.task)
 
 
 def _load_target(reference: str) -> Pipeline | PipelineSpec:

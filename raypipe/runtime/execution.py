@@ -28,6 +28,7 @@ from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.failures import StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
 from raypipe.runtime.ledger import delete_run, load_history, outcomes
+from raypipe.runtime.logs import stored_tail
 from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
@@ -357,6 +358,7 @@ class Execution:
             now=now,
             detail=_ray_detail(exc),
         )
+        store = ArtifactStore(self.run.artifact_root)
         records = []
         for i, (number, start, end, error) in enumerate(found):
             last = i == len(found) - 1
@@ -373,6 +375,9 @@ class Execution:
                         type=error[0],
                         message=error[1],
                         traceback=error[2] or (str(exc) if last else ""),
+                        log_tail=stored_tail(
+                            store, self.run.pipeline, self.run.run_id, name, number
+                        ),
                     ),
                 )
             )
@@ -443,6 +448,7 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
                 type=a.error.type,
                 message=a.error.message,
                 traceback=a.error.traceback,
+                log_tail=a.error.log_tail,
             ),
         )
         for a in report.attempts

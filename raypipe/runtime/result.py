@@ -66,6 +66,9 @@ class ErrorInfo(_Record):
     type: str = Field(description="qualified exception type, e.g. builtins.ValueError")
     message: str
     traceback: str
+    log_tail: str | None = Field(
+        default=None, description="the last lines the failing attempt printed, if any"
+    )
 
     def __str__(self) -> str:
         return f"{self.task} (attempt {self.attempt}): {self.type}: {self.message}"
@@ -185,4 +188,8 @@ class RunResult(BaseModel):
         if self.error is not None:
             lines.append(f"error in {self.error}")
             lines.append(self.error.traceback.rstrip())
+            if self.error.log_tail:
+                where = f"raypipe logs {self.run_id} {self.error.task}"
+                lines.append(f"last lines of its log ({where}):")
+                lines.extend("  " + line for line in self.error.log_tail.splitlines())
         return "\n".join(lines)

@@ -39,6 +39,7 @@ from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.deadline import Deadline
 from raypipe.runtime.ledger import AttemptEntry, load_history, outcomes, save_history
+from raypipe.runtime.logs import AttemptLog, CapturedOutput, stored_tail
 from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
 from raypipe.runtime.runfiles import STOP_FLAG, close_here, dump_path
 
@@ -120,11 +121,13 @@ _DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None, False)
 
 
 class StepError(NamedTuple):
-    """Why an attempt failed: the exception's qualified type, message and user traceback."""
+    """Why an attempt failed: the exception's qualified type, message and user traceback,
+    and the last lines the attempt printed (None if it printed nothing)."""
 
     type: str
     message: str
     traceback: str
+    log_tail: str | None = None
 
 
 class Attempt(NamedTuple):
@@ -335,18 +338,23 @@ def execute_step(
         start = time.time()
         if ledger is not None:
             ledger.started(number)
+        log = AttemptLog(store, run.pipeline, run.run_id, task, number)
         try:
             with (
                 tempfile.TemporaryDirectory(prefix="raypipe-step-")
                 if staged
                 else contextlib.nullcontext(tempfile.gettempdir()) as staging,
                 _environment(dict(policy.env)),
+                CapturedOutput(task, log),  # outside the deadline: an upload is not the step's
                 _deadline(run, task, policy, number),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))
         except Exception as exc:
             error = StepError(
-                f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), _user_traceback(exc)
+                f"{type(exc).__module__}.{type(exc).__qualname__}",
+                str(exc),
+                _user_traceback(exc),
+                log.tail,
             )
             attempts.append(Attempt(number, start, time.time(), error))
             # No retry once the run has stopped (another step failed fast, or a cancel):
@@ -421,9 +429,14 @@ class _Ledger:
 
     def previous(self) -> list[Attempt]:
         """Attempts of earlier runs of this step (Ray re-ran it because its worker died)."""
+        run, store = self.run, _store(self.run.artifact_root)
+
+        def tail(number: int) -> str | None:
+            return stored_tail(store, run.pipeline, run.run_id, self.task, number)
+
         found = outcomes(self.history, pipeline=self.run.pipeline, task=self.task, now=time.time())
         return [
-            Attempt(number, start, end, None if error is None else StepError(*error))
+            Attempt(number, start, end, None if error is None else StepError(*error, tail(number)))
             for number, start, end, error in found
         ]
 
@@ -440,7 +453,7 @@ class _Ledger:
         """Record a failed attempt that will be retried (the report carries the last one)."""
         assert attempt.error is not None
         self.history[-1] = self.history[-1].model_copy(
-            update={"end": attempt.end, "error": tuple(attempt.error)}
+            update={"end": attempt.end, "error": tuple(attempt.error[:3])}
         )
         save_history(self.run.run_id, self.task, self.history)
 
