@@ -133,8 +133,8 @@ class _Frame:
         self.scheduler, self.dag, self.prefix, self.scope = scheduler, dag, prefix, scope
         self.after = after  # report refs every step in this frame waits for
         self.on_done = on_done
-        self.order = topological_order(dag)
-        self.dependencies = {name: task_dependencies(t) for name, t in dag.tasks.items()}
+        # The same for every iteration of a loop: computed once per DAG.
+        self.order, self.dependencies = scheduler._shape(dag)
         self.outputs: dict[str, dict[str, Value]] = {}  # task -> output -> value
         self.leaves: dict[str, list[Any]] = {}  # task -> report refs of every step in it
         self.done: set[str] = set()  # tasks processed (submitted, expanded or decided)
@@ -229,6 +229,15 @@ class Scheduler:
         self._waits: dict[Any, list[Callable[[], None]]] = {}  # ref -> callbacks when ready
         self._ready: set[Any] = set()
         self._fetched: dict[Any, Any] = {}
+        self._shapes: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+
+    def _shape(self, dag: DagSpec) -> tuple[list[str], dict[str, list[str]]]:
+        """A DAG's task order and each task's dependencies (cached: loops reuse a body)."""
+        shape = self._shapes.get(id(dag))
+        if shape is None:
+            dependencies = {name: task_dependencies(t) for name, t in dag.tasks.items()}
+            shape = self._shapes[id(dag)] = (topological_order(dag), dependencies)
+        return shape
 
     # --- driving ---------------------------------------------------------------------------
 
