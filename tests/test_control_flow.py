@@ -474,3 +474,24 @@ def test_condition_is_the_older_spelling_of_if() -> None:
 
     assert raypipe.run(older).output == [1, 4]
     assert raypipe.run(older, {"flag": "tails"}).output == []
+
+
+def test_exit_handlers_nest_and_follow_each_other() -> None:
+    @dsl.pipeline(name="handlers")
+    def handlers() -> None:
+        outer = notify(prefix="outer")
+        with dsl.ExitHandler(exit_task=outer):
+            inner = notify(prefix="inner")
+            with dsl.ExitHandler(exit_task=inner):
+                fail_on(x=1, bad=1)
+        second = notify(prefix="second")
+        with dsl.ExitHandler(exit_task=second):
+            square(x=2)
+
+    result = raypipe.run(handlers, fail_fast=False)
+    outputs = {n: t.outputs.get("Output") for n, t in result.tasks.items() if "notify" in n}
+    assert outputs == {
+        "exit-handler-1/notify-2": "inner: FAILED",
+        "notify": "outer: FAILED",
+        "notify-3": "second: SUCCEEDED",
+    }
