@@ -161,11 +161,12 @@ def _golden_view(spec: raypipe.PipelineSpec) -> dict:
     return document
 
 
-@pytest.mark.parametrize("name", ["addition", "quickstart"])
+@pytest.mark.parametrize("name", ["addition", "quickstart", "control"])
 def test_compiled_ir_matches_the_golden_file(name: str) -> None:
     from examples import quickstart
+    from tests.test_control_flow import control
 
-    pipeline = {"addition": addition, "quickstart": quickstart.quickstart}[name]
+    pipeline = {"addition": addition, "quickstart": quickstart.quickstart, "control": control}[name]
     actual = _golden_view(raypipe.compile(pipeline))
     golden = GOLDEN / f"{name}.yaml"
     if os.environ.get("UPDATE_GOLDEN"):
