@@ -31,9 +31,9 @@ from raypipe.dsl.control import (
     OneOf,
     ParallelFor,
 )
-from raypipe.dsl.interface import InputSpec, IOKind, IOType, OutputSpec
+from raypipe.dsl.interface import InputSpec, IOType, OutputSpec
 from raypipe.dsl.pipeline import Pipeline
-from raypipe.dsl.task import Channel, Comparison, PipelineInput, PipelineTask, TaskOutput
+from raypipe.dsl.task import Comparison, PipelineInput, PipelineTask, TaskOutput
 from raypipe.errors import PipelineDefinitionError, Problem
 from raypipe.spec.models import (
     Binding,
@@ -318,16 +318,6 @@ class _PipelineCompiler:
         items = self.resolve(loop.items, parent, loop.name, "items")
         if items is None:
             return None
-        if isinstance(loop.items, Channel):
-            items_type = loop.items.type
-            if items_type.kind is IOKind.ARTIFACT or (
-                items_type.kind is IOKind.PARAMETER and items_type.type != "list"
-            ):
-                self.problem(
-                    f"dsl.ParallelFor needs a list to loop over, got {items_type.describe()}",
-                    loop.name,
-                    "items",
-                )
         return LoopSpec(items=items, item_input=loop.item_input, parallelism=loop.parallelism)
 
     def condition_expr(self, group: Condition) -> ConditionExpr | None:
@@ -344,20 +334,11 @@ class _PipelineCompiler:
     def comparison(
         self, comparison: Comparison, level: _Level, group: str
     ) -> ComparisonSpec | None:
-        sides = []
-        for side_name, side in (("left", comparison.left), ("right", comparison.right)):
-            if isinstance(side, Channel) and (
-                side.type.kind is IOKind.ARTIFACT
-                or (side.type.kind is IOKind.OBJECT and side.type.type != "typing.Any")
-            ):
-                self.problem(
-                    f"a condition compares parameters (numbers, strings, booleans...), not "
-                    f"{side.type.describe()}: {side!r}",
-                    group,
-                    "condition",
-                )
-                return None
-            sides.append(self.resolve(side, level, group, f"condition.{side_name}"))
+        # Which values may be compared is checked by the validator, on any spec.
+        sides = [
+            self.resolve(side, level, group, f"condition.{side_name}")
+            for side_name, side in (("left", comparison.left), ("right", comparison.right))
+        ]
         left, right = sides
         if left is None or right is None:
             return None

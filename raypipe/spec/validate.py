@@ -308,7 +308,7 @@ class _Checker:
             or (items.kind is IOKind.PARAMETER and items.type != "list")
         ):
             self.add(
-                f"a loop needs a list to loop over, got {items.describe()}",
+                f"dsl.ParallelFor needs a list to loop over, got {items.describe()}",
                 path=f"{task_path}.loop.items",
                 task=label,
                 field="items",
@@ -332,7 +332,8 @@ class _Checker:
                     or (operand.kind is IOKind.OBJECT and operand.type != "typing.Any")
                 ):
                     self.add(
-                        f"a condition compares parameters, not {operand.describe()}",
+                        "a condition compares parameters (numbers, strings, booleans...), "
+                        f"not {operand.describe()}",
                         path=f"{path}.{side}",
                         task=label,
                         field="condition",
