@@ -495,3 +495,19 @@ def test_exit_handlers_nest_and_follow_each_other() -> None:
         "notify": "outer: FAILED",
         "notify-3": "second: SUCCEEDED",
     }
+
+
+def test_loop_over_a_collected_list_selects_fields_of_its_items() -> None:
+    @dsl.component
+    def depth_of(cfg: dict) -> int:
+        return int(cfg["depth"])
+
+    @dsl.pipeline(name="fields")
+    def fields() -> list:
+        with dsl.ParallelFor([2, 3]) as n:
+            made = configs(n=n)  # a list of dicts per n
+        with dsl.ParallelFor(dsl.Collected(made.output)) as batch:  # each batch is a list
+            depth = depth_of(cfg=batch[1])  # its second dict
+        return dsl.Collected(depth.output)
+
+    assert raypipe.run(fields).output == [1, 1]

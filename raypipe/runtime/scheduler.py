@@ -305,7 +305,7 @@ class Scheduler:
                 except (KeyError, IndexError, TypeError):
                     selected = getattr(selected, str(key))
             return Known(selected)
-        return value  # a Ref item with fields is fetched when the loop expands
+        raise AssertionError(f"fields select from loop items, which are fetched: {value!r}")
 
     def _to_argument(self, value: Value) -> Any:
         if isinstance(value, Known):
@@ -533,10 +533,7 @@ class Scheduler:
                 return
             start_more()
 
-        if isinstance(items_value, Collected):
-            expand(list(items_value.items))
-            return
-
+        # Items are always fetched values, so that item.field selects from them.
         def fetched(known: list[Any] | None) -> None:
             if known is None or not isinstance(known[0], (list, tuple)):
                 self._decided(node, TaskState.UPSTREAM_FAILED)
