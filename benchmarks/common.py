@@ -155,6 +155,8 @@ def prepare_environment() -> str:
     os.environ["RAYPIPE_HOME"] = _HOME
     os.environ.pop("RAYPIPE_ARTIFACT_ROOT", None)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Raw Ray shows no progress either: measure both without a display.
+    os.environ["RAYPIPE_QUIET"] = "1"
     return _HOME
 
 

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the whole result as JSON instead"
     )
     run_cmd.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress display (or RAYPIPE_QUIET=1)"
+    )
+    run_cmd.add_argument(
         "--no-fail-fast",
         dest="fail_fast",
         action="store_false",
@@ -137,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         artifact_root=args.artifact_root,
         fail_fast=args.fail_fast,
         check_resources=args.check_resources,
+        quiet=args.quiet,
     )
     if args.json:
         print(json.dumps(result.model_dump(mode="json", fallback=_describe), indent=2))

@@ -24,4 +24,5 @@ def raypipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "raypipe-home"
     monkeypatch.setenv("RAYPIPE_HOME", str(home))
     monkeypatch.delenv("RAYPIPE_ARTIFACT_ROOT", raising=False)
+    monkeypatch.setenv("RAYPIPE_QUIET", "1")  # no progress display; test_progress turns it on
     return home

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import threading
+import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,7 +47,7 @@ from raypipe.runtime.scheduler import StepCall as ScheduledStep
 from raypipe.runtime.worker import FailedOutput, RunContext, StepPolicy, StepReport
 from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 
-__all__ = ["Execution", "PreparedRun", "StepCall"]
+__all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall"]
 
 _WAIT_INTERVAL_S = 0.5  # how often the collector wakes up while steps run
 _FAILED = TaskState.FAILED.value
@@ -59,6 +62,31 @@ class StepCall:
     submit: Any  # remote_function.options(...): calling .remote(...) submits the task
     policy: StepPolicy
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A step that failed, as the collector learnt it: task, error type and message."""
+
+    task: str
+    type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a progress display needs, copied under the lock (see :meth:`Execution.snapshot`).
+
+    raypipe knows when a step was *submitted* and when it *finished*, not when it started:
+    ``in_flight`` steps are waiting for their inputs or a worker, or running.
+    """
+
+    elapsed: float  # seconds since the run was created
+    finished: dict[str, int]  # TaskState value -> steps reported or decided in that state
+    in_flight: int  # steps submitted and not finished
+    oldest: list[tuple[str, float]]  # (step, seconds since submission), oldest first
+    failures: list[Failure]  # failures after the first ``failures_seen`` ones
+    failure_count: int  # every failure so far
 
 
 @dataclass(frozen=True)
@@ -103,6 +131,11 @@ class Execution:
         self.files = RunFiles(run.run_id)
         self._lock = threading.Lock()
         self._pending: dict[Any, str] = {}  # report ref -> step, until its report is in
+        # For progress displays (snapshot()); written by the submitting/collecting thread.
+        self._t0 = time.monotonic()
+        self._submitted_at: dict[Any, float] = {}  # report ref -> monotonic submit time
+        self._states: Counter[str] = Counter()  # TaskState value -> reported steps
+        self._failures: list[Failure] = []
         self._canceled = False
         self._finished = False
 
@@ -142,6 +175,7 @@ class Execution:
         *outputs, report = refs if isinstance(refs, list) else [refs]
         with self._lock:
             self._pending[report] = step.name
+            self._submitted_at[report] = time.monotonic()
             self.calls[step.name] = call
         return dict(zip(step.component.outputs, outputs, strict=True)), report
 
@@ -206,6 +240,8 @@ class Execution:
                 with self._lock:
                     reported = [ref for ref in ready if ref in self._pending]
                     names = [self._pending.pop(ref) for ref in reported]
+                    for ref in reported:
+                        self._submitted_at.pop(ref, None)
                 failed = self._read_reports(names, reported, reports)
                 if failed and self.run.fail_fast and not self.files.closed:
                     self._stop_new_steps("after a step failed")
@@ -234,14 +270,70 @@ class Execution:
                 except ray.exceptions.RayError as exc:  # the worker died, not user code
                     wires.append(exc)
         failed = False
+        states: list[str] = []
+        failures: list[Failure] = []
         for name, wire in zip(names, wires, strict=True):
             if isinstance(wire, BaseException):
                 reports[name] = wire
-                failed = failed or not isinstance(wire, ray.exceptions.TaskCancelledError)
+                canceled = isinstance(wire, ray.exceptions.TaskCancelledError)
+                failed = failed or not canceled
+                states.append(TaskState.CANCELED.value if canceled else _FAILED)
+                if not canceled:
+                    failures.append(
+                        Failure(name, qualified_name(StepCrashedError), _ray_detail(wire))
+                    )
             else:
-                reports[name] = StepReport.from_wire(wire)
+                report = reports[name] = StepReport.from_wire(wire)
                 failed = failed or wire[1] == _FAILED
+                states.append(report.state)
+                if report.state == _FAILED:
+                    error = next(
+                        (a.error for a in reversed(report.attempts) if a.error is not None), None
+                    )
+                    failures.append(
+                        Failure(name, "", "")
+                        if error is None
+                        else Failure(name, error.type, error.message)
+                    )
+        with self._lock:
+            self._states.update(states)
+            self._failures.extend(failures)
         return failed
+
+    # -- progress -----------------------------------------------------------------------
+
+    def snapshot(self, failures_seen: int = 0, oldest: int = 5) -> Snapshot:
+        """A cheap copy of the run's progress, safe from any thread while ``collect`` runs.
+
+        ``failures`` holds the failures after the first ``failures_seen``; ``oldest`` the
+        ``oldest`` steps longest in flight. Steps the scheduler decided without running
+        (``SKIPPED``, ``UPSTREAM_FAILED``) count among ``finished``.
+        """
+        now = time.monotonic()
+        decided: Counter[str] = Counter()
+        scheduler = self.scheduler
+        if scheduler is not None:
+            for _ in range(3):  # the collector may add records while we copy them
+                try:
+                    records = list(scheduler.records.values())
+                except RuntimeError:
+                    continue
+                decided.update(
+                    r.state.value for r in records if r.report is None and r.state is not None
+                )
+                break
+        with self._lock:
+            finished = dict(self._states + decided)
+            first = list(itertools.islice(self._submitted_at.items(), oldest))
+            names = [(self._pending.get(ref, "?"), at) for ref, at in first]
+            return Snapshot(
+                elapsed=now - self._t0,
+                finished=finished,
+                in_flight=len(self._pending),
+                oldest=[(name, now - at) for name, at in names],
+                failures=self._failures[failures_seen:],
+                failure_count=len(self._failures),
+            )
 
     def _cleanup(self) -> None:
         """Forget the run's attempt ledger and scratch files; a failure here only warns."""

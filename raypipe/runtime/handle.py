@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from raypipe.runtime.execution import Execution
 from raypipe.runtime.failures import RunNotFinishedError
+from raypipe.runtime.progress import Progress, auto_progress
 from raypipe.runtime.result import RunResult, RunStatus
 
 __all__ = ["RunHandle"]
@@ -78,15 +80,51 @@ class RunHandle:
             return RunStatus.RUNNING
         return RunStatus.FAILED if self._result is None else self._result.status
 
-    def wait(self, timeout: float | None = None) -> RunResult:
+    def wait(self, timeout: float | None = None, *, progress: bool | Progress = False) -> RunResult:
         """Block until the run finishes and return its result.
+
+        Args:
+            timeout: give up waiting after this many seconds (the run goes on).
+            progress: show the run's progress while waiting: True for the default display
+                (live on a terminal or in a notebook, plain lines otherwise; nothing under
+                ``RAYPIPE_QUIET=1``), or a :class:`~raypipe.runtime.progress.Progress`.
 
         Raises:
             TimeoutError: the run has not finished after ``timeout`` seconds; it goes on.
         """
+        shown = auto_progress() if progress is True else progress or None
+        if shown is None:  # quiet: no snapshot, no display
+            return self._wait(timeout)
+        seen = 0  # failures already shown
+
+        def update() -> None:
+            nonlocal seen
+            snapshot = self._execution.snapshot(failures_seen=seen)
+            seen = snapshot.failure_count
+            shown.update(snapshot)
+
+        shown.start(self.run_name, self.pipeline)
+        result: RunResult | None = None
+        try:
+            result = self._wait(timeout, update, shown.interval)
+            return result
+        finally:
+            shown.close(self._execution.snapshot(failures_seen=seen), result)
+
+    def _wait(
+        self,
+        timeout: float | None,
+        update: Callable[[], None] | None = None,
+        interval: float = _POLL_S,
+    ) -> RunResult:
         deadline = None if timeout is None else time.monotonic() + timeout
+        poll = min(_POLL_S, interval)
+        next_update = time.monotonic()
         while True:
-            remaining = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if update is not None and time.monotonic() >= next_update:
+                update()
+                next_update = time.monotonic() + interval
+            remaining = poll if deadline is None else min(poll, deadline - time.monotonic())
             if self._done.wait(max(remaining, 0.0)):
                 return self.result()
             if deadline is not None and time.monotonic() >= deadline:

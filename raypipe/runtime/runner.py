@@ -58,6 +58,7 @@ def run(
     raise_on_failure: bool = False,
     fail_fast: bool = True,
     check_resources: bool = True,
+    quiet: bool = False,
 ) -> RunResult:
     """Run a pipeline on Ray and wait for it to finish: ``submit(...).wait()``.
 
@@ -78,6 +79,8 @@ def run(
             the others end ``CANCELED``); False runs every branch the failure does not feed.
         check_resources: fail before anything runs if a step asks for more than any node
             has (``RAYPIPE_SKIP_FEASIBILITY=1`` also turns the check off).
+        quiet: show no progress while waiting (``RAYPIPE_QUIET=1`` does the same); by
+            default a live display on a terminal or in a notebook, plain lines otherwise.
 
     Raises:
         PipelineDefinitionError, PipelineArgumentError: before any step runs.
@@ -95,7 +98,7 @@ def run(
         check_resources=check_resources,
     )
     try:
-        result = handle.wait()
+        result = handle.wait(progress=not quiet)
     except BaseException:  # Ctrl-C (or anything else) while waiting: stop what was submitted
         handle.cancel()
         raise
@@ -132,7 +135,8 @@ def submit(
         (<RunStatus.RUNNING: 'RUNNING'>, 13)
 
     Args:
-        The same as :func:`run`, without ``raise_on_failure``.
+        The same as :func:`run`, without ``raise_on_failure`` and ``quiet``: ``submit``
+        shows nothing; ``handle.wait(progress=True)`` shows the run's progress.
 
     Raises:
         PipelineDefinitionError, PipelineArgumentError: before any step runs.
