@@ -57,11 +57,20 @@ class BaseComponent(abc.ABC):
     options: TaskOptions
 
     def _init_from_function(
-        self, func: Callable[..., Any], decorator: str, name: str | None, description: str | None
+        self,
+        func: Callable[..., Any],
+        decorator: str,
+        name: str | None,
+        description: str | None,
+        *,
+        allow_class: bool = False,
     ) -> None:
-        if not inspect.isfunction(func):
+        if not inspect.isfunction(func) and not (allow_class and inspect.isclass(func)):
+            hint = ""
+            if inspect.isclass(func):
+                hint = "; a class is a component with @dsl.component(actor=True)"
             raise ComponentDefinitionError(
-                f"@dsl.{decorator} decorates a function, got {type(func).__name__}",
+                f"@dsl.{decorator} decorates a function, got {type(func).__name__}{hint}",
                 component=getattr(func, "__name__", repr(func)),
             )
         self.python_func = func
@@ -110,9 +119,18 @@ class Component(BaseComponent):
         options: TaskOptions,
         localns: dict[str, Any] | None = None,
     ) -> None:
-        self._init_from_function(func, "component", None, None)
+        self._init_from_function(func, "component", None, None, allow_class=options.actor)
         self.options = options
-        self._inputs, self._outputs = _read_signature(func, self.name, localns)
+        if inspect.isclass(func):  # an actor: __init__ runs once per actor, __call__ per step
+            call = getattr(func, "__call__", None)  # noqa: B004 - the method, not callable()
+            if not inspect.isfunction(call):
+                raise ComponentDefinitionError(
+                    "an actor component class defines __call__(self, ...) with typed inputs",
+                    component=self.name,
+                )
+            self._inputs, self._outputs = _read_signature(call, self.name, localns, method=True)
+        else:
+            self._inputs, self._outputs = _read_signature(func, self.name, localns)
 
     @property
     def inputs(self) -> Mapping[str, InputSpec]:
@@ -139,7 +157,11 @@ def caller_namespace() -> dict[str, Any]:
 
 
 def _read_signature(
-    func: Callable[..., Any], name: str, localns: dict[str, Any] | None = None
+    func: Callable[..., Any],
+    name: str,
+    localns: dict[str, Any] | None = None,
+    *,
+    method: bool = False,
 ) -> tuple[dict[str, InputSpec], dict[str, OutputSpec]]:
     try:
         hints = typing.get_type_hints(func, localns=localns, include_extras=True)
@@ -150,7 +172,8 @@ def _read_signature(
 
     inputs: dict[str, InputSpec] = {}
     outputs: dict[str, OutputSpec] = {}
-    for param in inspect.signature(func).parameters.values():
+    parameters = list(inspect.signature(func).parameters.values())
+    for param in parameters[1:] if method else parameters:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ComponentDefinitionError(
                 "*args and **kwargs are not allowed; declare each input",
@@ -272,6 +295,8 @@ def component(
     packages: list[str] | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | str | None = None,
+    actor: bool = False,
+    actor_pool_size: int | None = None,
 ) -> Callable[[F], Component]: ...
 
 
@@ -293,6 +318,8 @@ def component(
     packages: list[str] | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | str | None = None,
+    actor: bool = False,
+    actor_pool_size: int | None = None,
 ) -> Component | Callable[[F], Component]:
     """Make a pipeline component from a typed function; use bare or with options.
 
@@ -310,6 +337,9 @@ def component(
         cache: whether the step's result may be reused from an earlier run.
         image, packages, env: the step's environment.
         timeout: seconds (or ``"5m"``) after which the step is failed.
+        actor, actor_pool_size: decorate a class whose ``__init__`` sets up once (loads a
+            model) and whose ``__call__`` runs each step, in ``actor_pool_size`` Ray actors
+            per run (default 1) shared by the component's steps, e.g. a loop's items.
     """
 
     def decorate(f: F) -> Component:
@@ -330,6 +360,8 @@ def component(
                 packages=list(packages or []),
                 env=dict(env or {}),
                 timeout=parse_duration(timeout) if timeout is not None else None,
+                actor=actor,
+                actor_pool_size=actor_pool_size,
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     field_validator,
 )
 
@@ -43,6 +44,10 @@ class TaskOptions(BaseModel):
     packages: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     timeout: NonNegativeFloat | None = Field(default=None, description="seconds")
+    actor: bool = Field(default=False, description="run in a long-lived Ray actor (a class)")
+    actor_pool_size: PositiveInt | None = Field(
+        default=None, description="actors per run that share the component's steps (1)"
+    )
 
     @field_validator("resources")
     @classmethod

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from raypipe.dsl.interface import IOKind
+from raypipe.runtime.actors import ActorPool
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.failures import StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
@@ -44,13 +45,29 @@ from raypipe.runtime.result import (
 from raypipe.runtime.runfiles import RunFiles
 from raypipe.runtime.scheduler import Absent, Collected, Known, Ref, Scheduler, StepRecord, Value
 from raypipe.runtime.scheduler import StepCall as ScheduledStep
-from raypipe.runtime.worker import FailedOutput, RunContext, StepPolicy, StepReport
+from raypipe.runtime.worker import (
+    ComponentRuntime,
+    FailedOutput,
+    RunContext,
+    StepPolicy,
+    StepReport,
+)
 from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 
 __all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall"]
 
 _WAIT_INTERVAL_S = 0.5  # how often the collector wakes up while steps run
 _FAILED = TaskState.FAILED.value
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """How to start the actors of an actor component, once per run."""
+
+    remote_class: Any  # ray.remote(StepActor).options(...)
+    component: ComponentRuntime
+    size: int
+    num_returns: int
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class StepCall:
     submit: Any  # remote_function.options(...): calling .remote(...) submits the task
     policy: StepPolicy
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
+    actor: ActorSpec | None = None  # set for actor components: steps go to a pool instead
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,7 @@ class Execution:
         self.arguments, self.run = arguments, run
         self.run_name, self.started = run_name, started
         self.scheduler: Scheduler | None = None
+        self._pools: dict[int, ActorPool] = {}  # id(ActorSpec) -> this run's actors
         self.calls: dict[str, StepCall] = {}  # step name -> how it was submitted
         self.files = RunFiles(run.run_id)
         self._lock = threading.Lock()
@@ -171,7 +190,8 @@ class Execution:
         """Submit one step the scheduler decided on; its report joins the pending ones."""
         call = self.prepared.calls[id(step.task)]
         context = [*self.run, step.name, call.wire_policy]
-        refs = call.submit.remote(context, *step.after, **step.inputs)
+        submit = call.submit if call.actor is None else self._pool(call.actor)
+        refs = submit.remote(context, *step.after, **step.inputs)
         *outputs, report = refs if isinstance(refs, list) else [refs]
         with self._lock:
             self._pending[report] = step.name
@@ -335,9 +355,21 @@ class Execution:
                 failure_count=len(self._failures),
             )
 
+    def _pool(self, actor: ActorSpec) -> ActorPool:
+        """The run's pool for an actor component, started at its first step."""
+        pool = self._pools.get(id(actor))
+        if pool is None:
+            pool = self._pools[id(actor)] = ActorPool(
+                actor.remote_class, actor.component, size=actor.size, num_returns=actor.num_returns
+            )
+        return pool
+
     def _cleanup(self) -> None:
         """Forget the run's attempt ledger and scratch files; a failure here only warns."""
         try:
+            for pool in self._pools.values():
+                pool.kill()
+            self._pools.clear()
             if self.prepared.records_attempts:
                 delete_run(self.run.run_id)
             self.files.cleanup(remote=self.prepared.has_timeouts)

@@ -29,7 +29,7 @@ from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineDefinitionError, Problem, StepFailedError
 from raypipe.runtime.cluster import connect
 from raypipe.runtime.config import RuntimeConfig
-from raypipe.runtime.execution import Execution, PreparedRun, StepCall
+from raypipe.runtime.execution import ActorSpec, Execution, PreparedRun, StepCall
 from raypipe.runtime.feasibility import (
     ResourceRequest,
     alive_node_resources,
@@ -39,7 +39,13 @@ from raypipe.runtime.feasibility import (
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
-from raypipe.runtime.worker import ComponentRuntime, RunContext, StepPolicy, step_function
+from raypipe.runtime.worker import (
+    ComponentRuntime,
+    RunContext,
+    StepActor,
+    StepPolicy,
+    step_function,
+)
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.compiler import compile_pipeline
 from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
@@ -234,6 +240,25 @@ def _ray_options(name: str, component: ComponentSpec, options: TaskOptions) -> d
     return ray_options
 
 
+def _actor_spec(
+    runtime: ComponentRuntime, ray_options: dict[str, Any], options: TaskOptions
+) -> ActorSpec:
+    """How to start an actor component's actors: its resources go to each actor."""
+    import ray
+
+    actor_options = {
+        k: v
+        for k, v in ray_options.items()
+        if k in ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
+    }
+    return ActorSpec(
+        remote_class=ray.remote(StepActor).options(**actor_options),
+        component=runtime,
+        size=options.actor_pool_size or 1,
+        num_returns=ray_options["num_returns"],
+    )
+
+
 _PREPARED: OrderedDict[int, tuple[PipelineSpec, PreparedRun]] = OrderedDict()
 _PREPARED_CACHE_SIZE = 32
 
@@ -265,11 +290,20 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
                 source=python.source,
             )
         name = label.rpartition("/")[2]
-        submit = _remote_step_function(runtime).options(
-            **_ray_options(name, component, task.options)
-        )
+        ray_options = _ray_options(name, component, task.options)
         policy = StepPolicy.from_options(task.options, runs_when_stopped=task.trigger == "all_done")
-        calls[id(task)] = StepCall(task, component, submit, policy, policy.to_wire())
+        if task.options.actor:
+            calls[id(task)] = StepCall(
+                task,
+                component,
+                None,
+                policy,
+                policy.to_wire(),
+                _actor_spec(runtime, ray_options, task.options),
+            )
+        else:
+            submit = _remote_step_function(runtime).options(**ray_options)
+            calls[id(task)] = StepCall(task, component, submit, policy, policy.to_wire())
         requests.setdefault(ResourceRequest.from_options(task.options), []).append(label)
     prepared = PreparedRun(calls, requests)
     _PREPARED[id(spec)] = (spec, prepared)

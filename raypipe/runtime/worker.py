@@ -197,13 +197,15 @@ class ComponentRuntime(BaseModel):
         return any(s.kind is IOKind.ARTIFACT for s in specs)
 
 
-def step_function(component: ComponentRuntime) -> Callable[..., Any]:
+def step_function(
+    component: ComponentRuntime, call: Callable[..., Any] | None = None
+) -> Callable[..., Any]:
     """The function one Ray remote function per component runs; the component rides along.
 
     Called as ``f([*run_context, task, policy], *after_reports, **inputs)`` with plain
     values only, all of the step's context in one argument (every argument costs a
     serialisation per task; see :class:`StepReport`). It returns the outputs and the
-    report in wire form.
+    report in wire form. ``call`` replaces the component's function (an actor's instance).
     """
 
     def run_step(context: list[Any], /, *after: list[Any], **inputs: Any) -> Any:
@@ -215,6 +217,7 @@ def step_function(component: ComponentRuntime) -> Callable[..., Any]:
             StepPolicy.from_wire(policy),
             after,
             inputs,
+            call,
         )
         # Ray with num_returns=1 stores the returned value itself, so no tuple then.
         return (*values, report.to_wire()) if values else report.to_wire()
@@ -226,6 +229,18 @@ def step_function(component: ComponentRuntime) -> Callable[..., Any]:
 class CollectedRefs(list[Any]):
     """A ``dsl.Collected`` input as the step receives it: the ObjectRefs of the loop's
     values (nested for nested loops), fetched in the worker, never through the driver."""
+
+
+class StepActor:
+    """A Ray actor running the steps of an actor component: the user's class is built once
+    (its ``__init__`` loads what is expensive) and called for every step it is given."""
+
+    def __init__(self, component: ComponentRuntime) -> None:
+        instance = _function(component)()
+        self._run_step = step_function(component, call=instance)
+
+    def run(self, context: list[Any], /, *after: list[Any], **inputs: Any) -> Any:
+        return self._run_step(context, *after, **inputs)
 
 
 @dataclass(frozen=True)
@@ -303,10 +318,12 @@ def execute_step(
     policy: StepPolicy,
     after: tuple[list[Any], ...],
     inputs: Mapping[str, Any],
+    call: Callable[..., Any] | None = None,
 ) -> list[Any]:
     """Run one step; return its outputs in declaration order, then its report.
 
-    ``after`` holds the wire-form reports of the steps this one waits for.
+    ``after`` holds the wire-form reports of the steps this one waits for; ``call`` is
+    what to call instead of the component's function (an actor component's instance).
     """
     output_names = list(component.outputs)
     inputs = _with_collected_and_status(component, inputs)
@@ -321,7 +338,7 @@ def execute_step(
 
     node_id, node_ip = _node()
     store = _store(run.artifact_root)
-    func = _function(component)
+    func = call if call is not None else _function(component)
     staged = component.needs_staging and not store.is_local
     ledger = _Ledger(run, task, policy, node_id, node_ip) if policy.records_attempts else None
     attempts: list[Attempt] = ledger.previous() if ledger is not None else []

@@ -54,12 +54,23 @@ def package_function(func: Callable[..., Any], *, component: str) -> PythonFunct
     return PythonFunctionSpec(
         name=func.__qualname__,
         module=func.__module__,
-        filename=func.__code__.co_filename,
+        filename=_source_file(func),
         line=line,
         source=source,
         payload=base64.b64encode(payload).decode("ascii"),
         python=PYTHON_VERSION,
     )
+
+
+def _source_file(func: Callable[..., Any]) -> str | None:
+    """The file a function (or an actor component's class) was defined in."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return str(code.co_filename)
+    try:
+        return inspect.getsourcefile(func)
+    except TypeError:
+        return None
 
 
 def decode_payload(spec: PythonFunctionSpec) -> bytes:
@@ -80,7 +91,9 @@ def readable_source(func: Callable[..., Any]) -> tuple[str | None, int | None]:
     except SyntaxError:
         return source, first
     node = tree.body[0] if tree.body else None
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and (
+        node.decorator_list
+    ):
         skipped = node.lineno - 1
         return "".join(source.splitlines(keepends=True)[skipped:]), first + skipped
     return source, first
