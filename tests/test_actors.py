@@ -65,3 +65,72 @@ def test_compiled_actor_component_runs_from_yaml(tmp_path) -> None:  # type: ign
     assert "class Tagger" in path.read_text()
     result = raypipe.run(raypipe.load(path), {"items": [5]})
     assert result.output[0].endswith(":50")
+
+
+@dsl.component(actor=True, retries=1)
+class CrashOnce:
+    """Kills its own process the first time it sees ``crash_on``; built again after."""
+
+    def __init__(self) -> None:
+        import os
+        import uuid
+
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, x: int, crash_on: int, marker: str) -> str:
+        import os
+        import signal
+        from pathlib import Path
+
+        if x == crash_on and not Path(marker).exists():
+            Path(marker).write_text("crashed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"{self.token}:{x}"
+
+
+def test_an_actor_killed_mid_step_is_restarted_and_the_step_retried(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    @dsl.pipeline(name="crashing-actor")
+    def crashing(items: list, marker: str) -> list:
+        with dsl.ParallelFor(items, parallelism=1) as x:
+            t = CrashOnce(x=x, crash_on=2, marker=marker)
+        return dsl.Collected(t.output)
+
+    marker = tmp_path / "crashed"
+    result = raypipe.run(crashing, {"items": [1, 2, 3], "marker": str(marker)})
+    assert result.ok, result.error
+    assert marker.exists()
+    tokens = [v.split(":")[0] for v in result.output]
+    assert [int(v.split(":")[1]) for v in result.output] == [1, 2, 3]
+    assert tokens[0] != tokens[1] == tokens[2]  # built again after the crash, then reused
+    attempts = result.tasks["for-loop-1[1]/CrashOnce"].attempts
+    assert [a.error is not None for a in attempts] == [True, False]
+    assert attempts[0].error is not None and "died" in attempts[0].error.message
+
+
+@dsl.component(actor=True, actor_pool_size=2)
+class Timed:
+    def __init__(self) -> None:
+        import uuid
+
+        self.token = uuid.uuid4().hex[:8]
+
+    def __call__(self, seconds: float) -> str:
+        import time
+
+        time.sleep(seconds)
+        return self.token
+
+
+def test_a_new_step_goes_to_the_idle_actor_not_the_busy_one() -> None:
+    # With parallelism 2 each new item is submitted when an earlier one ends: the slow
+    # first item keeps its actor busy, so the other actor serves every later item.
+    @dsl.pipeline(name="least-busy")
+    def least_busy(durations: list) -> list:
+        with dsl.ParallelFor(durations, parallelism=2) as seconds:
+            t = Timed(seconds=seconds)
+        return dsl.Collected(t.output)
+
+    result = raypipe.run(least_busy, {"durations": [3.0, 0.0, 0.0, 0.0, 0.0, 0.0]})
+    assert result.ok, result.error
+    slow, *quick = result.output
+    assert all(token != slow for token in quick), result.output

@@ -297,6 +297,7 @@ def component(
     timeout: float | str | None = None,
     actor: bool = False,
     actor_pool_size: int | None = None,
+    actor_restarts: int = 3,
 ) -> Callable[[F], Component]: ...
 
 
@@ -320,6 +321,7 @@ def component(
     timeout: float | str | None = None,
     actor: bool = False,
     actor_pool_size: int | None = None,
+    actor_restarts: int = 3,
 ) -> Component | Callable[[F], Component]:
     """Make a pipeline component from a typed function; use bare or with options.
 
@@ -340,6 +342,9 @@ def component(
         actor, actor_pool_size: decorate a class whose ``__init__`` sets up once (loads a
             model) and whose ``__call__`` runs each step, in ``actor_pool_size`` Ray actors
             per run (default 1) shared by the component's steps, e.g. a loop's items.
+        actor_restarts: how many times an actor whose process died is started again
+            (its ``__init__`` runs again); the step it was running is retried on it when
+            ``retries`` allows.
     """
 
     def decorate(f: F) -> Component:
@@ -362,6 +367,7 @@ def component(
                 timeout=parse_duration(timeout) if timeout is not None else None,
                 actor=actor,
                 actor_pool_size=actor_pool_size,
+                actor_restarts=actor_restarts,
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc

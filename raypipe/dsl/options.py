@@ -48,6 +48,9 @@ class TaskOptions(BaseModel):
     actor_pool_size: PositiveInt | None = Field(
         default=None, description="actors per run that share the component's steps (1)"
     )
+    actor_restarts: NonNegativeInt = Field(
+        default=3, description="times a pool's actor whose process died is started again"
+    )
 
     @field_validator("resources")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import sys
 import threading
 import time
 import warnings
@@ -58,6 +59,7 @@ __all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall"]
 
 _WAIT_INTERVAL_S = 0.5  # how often the collector wakes up while steps run
 _FAILED = TaskState.FAILED.value
+_SUCCESSFUL = frozenset(s.value for s in (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.SKIPPED))
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,25 @@ class StepCall:
     policy: StepPolicy
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
     actor: ActorSpec | None = None  # set for actor components: steps go to a pool instead
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A submitted step whose report is not in yet."""
+
+    name: str
+    outputs: list[Any]  # its output refs
+    call: StepCall
+    submitted_at: float  # time.monotonic()
+    pool: ActorPool | None  # the actors serving it, for an actor component
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """A step that returned no report: ``error`` is what Ray raised instead."""
+
+    error: BaseException
+    call: StepCall
 
 
 @dataclass(frozen=True)
@@ -146,13 +167,14 @@ class Execution:
         self.run_name, self.started = run_name, started
         self.scheduler: Scheduler | None = None
         self._pools: dict[int, ActorPool] = {}  # id(ActorSpec) -> this run's actors
-        self.calls: dict[str, StepCall] = {}  # step name -> how it was submitted
         self.files = RunFiles(run.run_id)
         self._lock = threading.Lock()
-        self._pending: dict[Any, str] = {}  # report ref -> step, until its report is in
+        # Report ref -> step, until its report is in: only what is in flight is held here.
+        self._pending: dict[Any, _Pending] = {}
+        # Step -> how it ended; a step's report is read once and its refs are let go.
+        self._ended: dict[str, TaskResult | _Lost] = {}
         # For progress displays (snapshot()); written by the submitting/collecting thread.
         self._t0 = time.monotonic()
-        self._submitted_at: dict[Any, float] = {}  # report ref -> monotonic submit time
         self._states: Counter[str] = Counter()  # TaskState value -> reported steps
         self._failures: list[Failure] = []
         self._canceled = False
@@ -190,13 +212,11 @@ class Execution:
         """Submit one step the scheduler decided on; its report joins the pending ones."""
         call = self.prepared.calls[id(step.task)]
         context = [*self.run, step.name, call.wire_policy]
-        submit = call.submit if call.actor is None else self._pool(call.actor)
-        refs = submit.remote(context, *step.after, **step.inputs)
+        pool = None if call.actor is None else self._pool(call.actor)
+        refs = (call.submit if pool is None else pool).remote(context, *step.after, **step.inputs)
         *outputs, report = refs if isinstance(refs, list) else [refs]
         with self._lock:
-            self._pending[report] = step.name
-            self._submitted_at[report] = time.monotonic()
-            self.calls[step.name] = call
+            self._pending[report] = _Pending(step.name, outputs, call, time.monotonic(), pool)
         return dict(zip(step.component.outputs, outputs, strict=True)), report
 
     # -- stopping -----------------------------------------------------------------------
@@ -237,7 +257,6 @@ class Execution:
 
         scheduler = self.scheduler
         assert scheduler is not None, "submit() first"
-        reports: dict[str, StepReport | BaseException] = {}
         try:
             while True:
                 with self._lock:
@@ -259,25 +278,25 @@ class Execution:
                     ready += more
                 with self._lock:
                     reported = [ref for ref in ready if ref in self._pending]
-                    names = [self._pending.pop(ref) for ref in reported]
-                    for ref in reported:
-                        self._submitted_at.pop(ref, None)
-                failed = self._read_reports(names, reported, reports)
+                    steps = [self._pending.pop(ref) for ref in reported]
+                failed, unsuccessful = self._read_reports(steps, reported)
                 if failed and self.run.fail_fast and not self.files.closed:
                     self._stop_new_steps("after a step failed")
-                scheduler.on_ready(ready)
+                scheduler.on_ready(ready, unsuccessful)
             if not scheduler.finished:
                 raise AssertionError(f"run {self.run.run_id} stalled: nothing left to wait for")
             with self._lock:
                 self._finished = True
-            return self.result(reports)
+            return self.result()
         finally:
             self._cleanup()
 
-    def _read_reports(
-        self, names: list[str], refs: list[Any], reports: dict[str, StepReport | BaseException]
-    ) -> bool:
-        """Fetch the reports of finished steps into ``reports``; True if any step failed."""
+    def _read_reports(self, steps: list[_Pending], refs: list[Any]) -> tuple[bool, list[Any]]:
+        """Read the reports of finished steps into their results.
+
+        Returns whether a step failed (not canceled), and the refs of the reports whose
+        step did not succeed.
+        """
         import ray
 
         try:
@@ -289,36 +308,44 @@ class Execution:
                     wires.append(ray.get(ref))
                 except ray.exceptions.RayError as exc:  # the worker died, not user code
                     wires.append(exc)
+        assert self.scheduler is not None
+        records = self.scheduler.records
         failed = False
+        unsuccessful: list[Any] = []
         states: list[str] = []
         failures: list[Failure] = []
-        for name, wire in zip(names, wires, strict=True):
+        for step, ref, wire in zip(steps, refs, wires, strict=True):
+            if step.pool is not None:
+                step.pool.step_ended(ref)
             if isinstance(wire, BaseException):
-                reports[name] = wire
+                self._ended[step.name] = _Lost(wire, step.call)
+                _drain(step.outputs)
+                unsuccessful.append(ref)
                 canceled = isinstance(wire, ray.exceptions.TaskCancelledError)
                 failed = failed or not canceled
                 states.append(TaskState.CANCELED.value if canceled else _FAILED)
                 if not canceled:
                     failures.append(
-                        Failure(name, qualified_name(StepCrashedError), _ray_detail(wire))
+                        Failure(step.name, qualified_name(StepCrashedError), _ray_detail(wire))
                     )
-            else:
-                report = reports[name] = StepReport.from_wire(wire)
-                failed = failed or wire[1] == _FAILED
-                states.append(report.state)
-                if report.state == _FAILED:
-                    error = next(
-                        (a.error for a in reversed(report.attempts) if a.error is not None), None
-                    )
-                    failures.append(
-                        Failure(name, "", "")
-                        if error is None
-                        else Failure(name, error.type, error.message)
-                    )
+                continue
+            report = StepReport.from_wire(wire)
+            task = self._ended[step.name] = _task_result(records[step.name], report)
+            states.append(report.state)
+            if report.state not in _SUCCESSFUL:
+                unsuccessful.append(ref)
+            if report.state == _FAILED:
+                failed = True
+                error = task.error
+                failures.append(
+                    Failure(step.name, "", "")
+                    if error is None
+                    else Failure(step.name, error.type, error.message)
+                )
         with self._lock:
             self._states.update(states)
             self._failures.extend(failures)
-        return failed
+        return failed, unsuccessful
 
     # -- progress -----------------------------------------------------------------------
 
@@ -338,14 +365,12 @@ class Execution:
                     records = list(scheduler.records.values())
                 except RuntimeError:
                     continue
-                decided.update(
-                    r.state.value for r in records if r.report is None and r.state is not None
-                )
+                decided.update(r.state.value for r in records if r.state is not None)
                 break
         with self._lock:
             finished = dict(self._states + decided)
-            first = list(itertools.islice(self._submitted_at.items(), oldest))
-            names = [(self._pending.get(ref, "?"), at) for ref, at in first]
+            first = list(itertools.islice(self._pending.values(), oldest))
+            names = [(step.name, step.submitted_at) for step in first]
             return Snapshot(
                 elapsed=now - self._t0,
                 finished=finished,
@@ -383,7 +408,7 @@ class Execution:
 
     # -- the result ---------------------------------------------------------------------
 
-    def result(self, reports: Mapping[str, StepReport | BaseException]) -> RunResult:
+    def result(self) -> RunResult:
         scheduler = self.scheduler
         assert scheduler is not None
         tasks: dict[str, TaskResult] = {}
@@ -396,11 +421,10 @@ class Execution:
                     state=record.state,
                 )
                 continue
-            report = reports[record.name]
-            if isinstance(report, BaseException):
-                tasks[record.name] = self._lost_task(record, report, tasks)
-            else:
-                tasks[record.name] = _task_result(record, report)
+            ended = self._ended[record.name]
+            tasks[record.name] = (
+                self._lost_task(record, ended, tasks) if isinstance(ended, _Lost) else ended
+            )
 
         error = next((t.error for t in tasks.values() if t.state is TaskState.FAILED), None)
         store = ArtifactStore(self.run.artifact_root)
@@ -428,17 +452,12 @@ class Execution:
         )
 
     def _lost_task(
-        self, step: StepRecord, exc: BaseException, tasks: Mapping[str, TaskResult]
+        self, step: StepRecord, lost: _Lost, tasks: Mapping[str, TaskResult]
     ) -> TaskResult:
         """The result of a step that returned no report: canceled, blocked, or its worker died."""
         import ray
 
-        call = self.calls[step.name]
-        for ref in step.outputs.values():
-            # Ray logs "Unhandled error" for an errored ObjectRef nobody fetched; this
-            # step's error is in the result, so fetch its outputs' copies of it here.
-            with contextlib.suppress(Exception):  # the same error, already in the result
-                ray.get(ref, timeout=0)
+        exc, call = lost.error, lost.call
         upstream = [tasks[u].state for u in step.upstream if u in tasks]
         if any(s in (TaskState.FAILED, TaskState.UPSTREAM_FAILED) for s in upstream):
             state = TaskState.UPSTREAM_FAILED
@@ -508,6 +527,19 @@ class Execution:
         return records
 
 
+def _drain(refs: list[Any]) -> None:
+    """Fetch the errors held by the outputs of a step that returned no report.
+
+    Ray logs "Unhandled error" for an errored ObjectRef nobody fetched; the step's error is
+    in the result already, so its outputs' copies of it are fetched and dropped here.
+    """
+    import ray
+
+    for ref in refs:
+        with contextlib.suppress(Exception):  # the same error, already in the result
+            ray.get(ref, timeout=0)
+
+
 def _fetch(refs: list[Any]) -> list[Any]:
     """Values of complete refs; an exception stands in for a value that was lost."""
     import ray
@@ -556,11 +588,18 @@ def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
+# Every field of these records is set, so their instances can share one fields-set: a set
+# per instance would be a quarter of the memory a run with 100,000 steps holds.
+_ATTEMPT_FIELDS = set(AttemptRecord.model_fields)
+_TASK_FIELDS = set(TaskResult.model_fields)
+
+
 def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
     # model_construct: the data was built by raypipe itself, and validating a thousand
     # reports costs a noticeable share of a fan-out run.
     attempts = [
         AttemptRecord.model_construct(
+            _ATTEMPT_FIELDS,
             number=a.number,
             start_time=_timestamp(a.start),
             end_time=_timestamp(a.end),
@@ -579,6 +618,7 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
     ]
     state = TaskState(report.state)
     return TaskResult.model_construct(
+        _TASK_FIELDS,
         name=step.name,
         component=step.component_key,
         display_name=step.display_name,
@@ -586,8 +626,9 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
         attempts=attempts,
         start_time=attempts[0].start_time if attempts else None,
         end_time=attempts[-1].end_time if attempts else None,
-        node_id=report.node_id,
-        node_ip=report.node_ip,
+        # Interned: a run's steps share a few nodes.
+        node_id=None if report.node_id is None else sys.intern(report.node_id),
+        node_ip=None if report.node_ip is None else sys.intern(report.node_ip),
         outputs=report.outputs or {},
         error=attempts[-1].error if state is TaskState.FAILED and attempts else None,
     )

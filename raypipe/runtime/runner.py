@@ -251,6 +251,10 @@ def _actor_spec(
         for k, v in ray_options.items()
         if k in ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
     }
+    # A dead actor comes back (its class set up again); the step it ran is retried on it
+    # as a task's would be after its worker died.
+    actor_options["max_restarts"] = options.actor_restarts
+    actor_options["max_task_retries"] = options.retries
     return ActorSpec(
         remote_class=ray.remote(StepActor).options(**actor_options),
         component=runtime,

@@ -10,6 +10,12 @@ The runner drives it: :meth:`Scheduler.start` submits what can go, the runner wa
 :meth:`Scheduler.waiting_on` (plus every step report) and hands ready refs to
 :meth:`Scheduler.on_ready`, until :attr:`Scheduler.finished`.
 
+Memory stays bounded by what is in flight, not by how many steps have run: the scheduler
+tracks the refs still *incomplete* (not every ref that completed), a finished loop
+iteration keeps only the reports of steps that did not succeed (all an ``after`` or a
+final status still needs) and only the outputs its loop's consumers read, and fetched
+values are not cached.
+
 Example:
     >>> scheduler = Scheduler(spec, arguments, submit=submit_step, run_id="r1")  # doctest: +SKIP
     >>> scheduler.start()                                                         # doctest: +SKIP
@@ -18,13 +24,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from raypipe.dsl.task import COMPARISONS
 from raypipe.runtime.result import TaskState
 from raypipe.runtime.worker import CollectedRefs, FailedOutput, StepReport
-from raypipe.spec.graph import task_dependencies, topological_order
+from raypipe.spec.graph import read_outputs, task_dependencies, topological_order
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
@@ -98,16 +104,14 @@ class StepCall:
     upstream: list[str]  # step names it depends on, for failure attribution
 
 
-@dataclass
+@dataclass(slots=True)
 class StepRecord:
-    """A step of the run: submitted (``report`` is its report ref) or decided without running."""
+    """A step of the run: submitted (``state`` is None) or decided without running."""
 
     name: str
     component_key: str
     display_name: str | None
     upstream: list[str]
-    report: Any | None = None  # ObjectRef of the step's report, when submitted
-    outputs: dict[str, Any] = field(default_factory=dict)  # output name -> ObjectRef
     state: TaskState | None = None  # SKIPPED / UPSTREAM_FAILED when not submitted
 
 
@@ -227,9 +231,12 @@ class Scheduler:
         self.finished = False
         self._arguments = arguments
         self._waits: dict[Any, list[Callable[[], None]]] = {}  # ref -> callbacks when ready
-        self._ready: set[Any] = set()
-        self._fetched: dict[Any, Any] = {}
+        # Refs of submitted steps not yet complete: a step's outputs complete with its report.
+        self._incomplete: set[Any] = set()
+        self._outputs_of: dict[Any, list[Any]] = {}  # report ref -> its step's output refs
+        self._unsuccessful: set[Any] = set()  # report refs of steps that did not succeed
         self._shapes: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+        self._reads: dict[tuple[int, str], set[str]] = {}
 
     def _shape(self, dag: DagSpec) -> tuple[list[str], dict[str, list[str]]]:
         """A DAG's task order and each task's dependencies (cached: loops reuse a body)."""
@@ -238,6 +245,14 @@ class Scheduler:
             dependencies = {name: task_dependencies(t) for name, t in dag.tasks.items()}
             shape = self._shapes[id(dag)] = (topological_order(dag), dependencies)
         return shape
+
+    def _read_outputs(self, dag: DagSpec, task: str) -> set[str]:
+        """Outputs of ``task`` read elsewhere in ``dag`` (cached: nested loops repeat it)."""
+        key = (id(dag), task)
+        read = self._reads.get(key)
+        if read is None:
+            read = self._reads[key] = read_outputs(dag, task)
+        return read
 
     # --- driving ---------------------------------------------------------------------------
 
@@ -250,15 +265,23 @@ class Scheduler:
 
     def waiting_on(self) -> list[Any]:
         """Refs whose completion lets the scheduler submit more."""
-        return [ref for ref in self._waits if ref not in self._ready]
+        return list(self._waits)
 
-    def on_ready(self, refs: Iterable[Any]) -> None:
-        """Tell the scheduler that these refs are complete (values or errors)."""
-        callbacks: list[Callable[[], None]] = []
+    def on_ready(self, refs: Iterable[Any], unsuccessful: Collection[Any] = ()) -> None:
+        """Tell the scheduler that these refs are complete (values or errors).
+
+        ``unsuccessful`` names the report refs among them whose step did not succeed
+        (failed, crashed, canceled or blocked).
+        """
+        self._unsuccessful.update(unsuccessful)
+        complete: list[Any] = []
         for ref in refs:
-            if ref in self._waits and ref not in self._ready:
-                self._ready.add(ref)
-                callbacks.extend(self._waits.pop(ref))
+            complete.append(ref)
+            complete.extend(self._outputs_of.pop(ref, ()))
+        callbacks: list[Callable[[], None]] = []
+        for ref in complete:
+            self._incomplete.discard(ref)
+            callbacks.extend(self._waits.pop(ref, ()))
         for callback in callbacks:
             callback()
 
@@ -269,7 +292,7 @@ class Scheduler:
 
     def _when_ready(self, refs: Collection[Any], callback: Callable[[], None]) -> None:
         """Call ``callback`` once every ref in ``refs`` is complete."""
-        pending = [r for r in refs if r not in self._ready]
+        pending = [r for r in refs if r in self._incomplete]
         if not pending:
             callback()
             return
@@ -286,13 +309,13 @@ class Scheduler:
         for ref in pending:
             self._waits.setdefault(ref, []).append(one_ready(ref))
 
-    def _get(self, refs: list[Any]) -> list[Any]:
-        """Values of complete refs (fetched once); an error stands in for a lost value."""
-        missing = [r for r in refs if r not in self._fetched]
-        if missing:
-            for ref, value in zip(missing, self.fetch(missing), strict=True):
-                self._fetched[ref] = value
-        return [self._fetched[r] for r in refs]
+    def _get(self, refs: list[Any]) -> dict[Any, Any]:
+        """Values of complete refs; an error stands in for a lost value.
+
+        Not cached: fetching a small value again is cheaper than holding every one.
+        """
+        unique = list(dict.fromkeys(refs))
+        return dict(zip(unique, self.fetch(unique), strict=True)) if unique else {}
 
     # --- values ----------------------------------------------------------------------------
 
@@ -330,13 +353,13 @@ class Scheduler:
         refs = [ref for v in values for ref in _refs_in(v)]
 
         def fetched() -> None:
-            got = dict(zip(refs, self._get(refs), strict=True))
+            got = self._get(refs)
             plain: list[Any] = []
             for v in values:
                 if _absence(v) is not None:
                     then(None)
                     return
-                item = got[v.ref] if isinstance(v, Ref) else self._materialise(v)
+                item = _materialise(v, got)
                 if _is_failure(item):
                     then(None)
                     return
@@ -344,16 +367,6 @@ class Scheduler:
             then(plain)
 
         self._when_ready(refs, fetched)
-
-    def _materialise(self, value: Value) -> Any:
-        if isinstance(value, Known):
-            return value.value
-        if isinstance(value, Collected):
-            present = [v for v in value.items if not isinstance(v, Absent)]
-            refs = [v.ref for v in present if isinstance(v, Ref)]
-            got = dict(zip(refs, self._get(refs), strict=True))
-            return [got[v.ref] if isinstance(v, Ref) else self._materialise(v) for v in present]
-        raise AssertionError(f"not materialised: {value!r}")
 
     # --- tasks -------------------------------------------------------------------------------
 
@@ -416,13 +429,15 @@ class Scheduler:
             upstream=list(dict.fromkeys(upstream)),
         )
         output_refs, report = self.submit(call)
+        self._incomplete.add(report)
+        if output_refs:
+            self._incomplete.update(output_refs.values())
+            self._outputs_of[report] = list(output_refs.values())
         self.records[path] = StepRecord(
             name=path,
             component_key=task.component,
             display_name=task.display_name,
             upstream=call.upstream,
-            report=report,
-            outputs=output_refs,
         )
         outputs: dict[str, Value] = {k: Ref(r, path) for k, r in output_refs.items()}
         frame.complete(name, outputs, [report])
@@ -485,6 +500,8 @@ class Scheduler:
         loop, dag = task.loop, component.dag
         assert loop is not None and dag is not None
         items_value = frame.resolve(loop.items)
+        # Outputs of an iteration are kept only if something after the loop reads them.
+        read = self._read_outputs(frame.dag, name)
 
         def expand(items: list[Value]) -> None:
             window = loop.parallelism or self.loop_window
@@ -505,6 +522,7 @@ class Scheduler:
                     outputs: dict[str, Value] = {
                         out: Collected(tuple(r[out] for r in results if r is not None))
                         for out in component.outputs
+                        if out in read
                     }
                     frame.complete(name, outputs, [ref for refs in leaves for ref in refs])
                     frame.advance()
@@ -514,15 +532,19 @@ class Scheduler:
                 scope[loop.item_input] = items[index]
 
                 def expanded(child: _Frame) -> None:
-                    results[index] = {n: child.resolve(b) for n, b in dag.outputs.items()}
+                    results[index] = {
+                        n: child.resolve(b) for n, b in dag.outputs.items() if n in read
+                    }
                     leaves[index] = child.all_leaves
                     # The next item may start when this one's steps have all ended.
-                    self._when_ready(leaves[index], iteration_ended)
+                    self._when_ready(leaves[index], lambda: iteration_ended(index))
 
                 _Frame(self, dag, f"{path}[{index}]/", scope, after, expanded).advance()
 
-            def iteration_ended() -> None:
+            def iteration_ended(index: int) -> None:
                 nonlocal running, finished
+                # Complete, so only failures matter to what waits on the loop.
+                leaves[index] = [r for r in leaves[index] if r in self._unsuccessful]
                 running -= 1
                 finished += 1
                 start_more()
@@ -545,7 +567,7 @@ class Scheduler:
     def _final_status(self, frame: _Frame, task: str) -> Value:
         """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
         refs = frame.leaves.get(task, [])
-        reports = self._get(refs) if refs else []
+        reports = list(self._get(refs).values())
         # A failure outranks the cancellations it caused (fail-fast), which outrank success.
         state, message = "SUCCEEDED", None
         for report in reports:
@@ -595,6 +617,17 @@ def _absence(value: Value) -> str | None:
         reasons = {_absence(v) for v in value.items}
         return "failed" if "failed" in reasons else None
     return None
+
+
+def _materialise(value: Value, got: dict[Any, Any]) -> Any:
+    """The plain value of a present ``value``, given the fetched values of its refs."""
+    if isinstance(value, Known):
+        return value.value
+    if isinstance(value, Ref):
+        return got[value.ref]
+    if isinstance(value, Collected):
+        return [_materialise(v, got) for v in value.items if not isinstance(v, Absent)]
+    raise AssertionError(f"not materialised: {value!r}")
 
 
 def _refs_in(value: Value) -> list[Any]:

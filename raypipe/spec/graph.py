@@ -19,7 +19,13 @@ from raypipe.spec.models import (
     binding_children,
 )
 
-__all__ = ["CycleError", "task_bindings", "task_dependencies", "topological_order"]
+__all__ = [
+    "CycleError",
+    "read_outputs",
+    "task_bindings",
+    "task_dependencies",
+    "topological_order",
+]
 
 
 class CycleError(ValueError):
@@ -63,6 +69,24 @@ def task_dependencies(task: TaskSpec) -> list[str]:
     for name in task.after:
         seen[name] = None
     return list(seen)
+
+
+def read_outputs(dag: DagSpec, task: str) -> set[str]:
+    """Outputs of ``task`` that the rest of ``dag`` reads: its other tasks or its outputs.
+
+    Example:
+        >>> read_outputs(dag, "for-loop-1")  # doctest: +SKIP
+        {'pipelinechannel--train-model'}
+    """
+    pending: list[Binding] = [b for t in dag.tasks.values() for b in task_bindings(t)]
+    pending.extend(dag.outputs.values())
+    found: set[str] = set()
+    while pending:
+        binding = pending.pop()
+        if isinstance(binding, TaskOutputBinding) and binding.task_output.task == task:
+            found.add(binding.task_output.output)
+        pending.extend(binding_children(binding))
+    return found
 
 
 def topological_order(dag: DagSpec) -> list[str]:
