@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from common import Case, main
+from common import RUN_OPTIONS, Case, main
 
 import raypipe
 from raypipe import dsl
@@ -65,7 +65,7 @@ def make_case() -> Case[raypipe.RunResult, int]:
         name="chain",
         description=f"{STEPS} chained trivial steps (x + 1), warm, end to end",
         target=1.3,
-        raypipe=lambda: raypipe.run(pipeline, {"start": 0}),
+        raypipe=lambda: raypipe.run(pipeline, {"start": 0}, **RUN_OPTIONS),
         raw=lambda: raw_chain(STEPS),
         check_raypipe=check_raypipe,
         check_raw=check_raw,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from common import Case, main
+from common import RUN_OPTIONS, Case, main
 
 import raypipe
 from raypipe import dsl
@@ -63,7 +63,7 @@ def make_case() -> Case[raypipe.RunResult, list[int]]:
         name="fanout",
         description=f"{STEPS:,} independent trivial steps (x + 1), warm, end to end",
         target=1.3,
-        raypipe=lambda: raypipe.run(pipeline),
+        raypipe=lambda: raypipe.run(pipeline, **RUN_OPTIONS),
         raw=lambda: raw_fanout(STEPS),
         check_raypipe=check_raypipe,
         check_raw=check_raw,

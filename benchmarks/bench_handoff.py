@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import ray
-from common import Case, main
+from common import RUN_OPTIONS, Case, main
 
 import raypipe
 from raypipe import dsl
@@ -73,7 +73,7 @@ def make_case() -> Case[raypipe.RunResult, float]:
         name="handoff",
         description="1 GiB numpy array produced by one step and summed by the next",
         target=1.2,
-        raypipe=lambda: raypipe.run(pipeline, {"n": ELEMENTS}),
+        raypipe=lambda: raypipe.run(pipeline, {"n": ELEMENTS}, **RUN_OPTIONS),
         raw=lambda: raw_handoff(ELEMENTS),
         check_raypipe=check_raypipe,
         check_raw=check_raw,

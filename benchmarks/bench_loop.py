@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import ray
-from common import Case, main
+from common import RUN_OPTIONS, Case, main
 
 import raypipe
 from raypipe import dsl
@@ -61,7 +61,7 @@ def make_case() -> Case[raypipe.RunResult, list[int]]:
         name="loop",
         description=f"ParallelFor over {len(ITEMS):,} items (x + 1), collected, warm, end to end",
         target=1.3,
-        raypipe=lambda: raypipe.run(pipeline, {"items": ITEMS}),
+        raypipe=lambda: raypipe.run(pipeline, {"items": ITEMS}, **RUN_OPTIONS),
         raw=lambda: raw_loop(ITEMS),
         check_raypipe=check_raypipe,
         check_raw=check_raw,

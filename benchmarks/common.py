@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 __all__ = [
+    "RUN_OPTIONS",
     "Case",
     "Comparison",
     "Stats",
@@ -47,6 +48,11 @@ __all__ = [
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+# Execution overhead only: raw Ray has no cache and no tracking. With cache=False every
+# step runs, and still stores its cache entry (in the background), so that cost is counted.
+# Tracking has its own benchmark (bench_tracking.py).
+RUN_OPTIONS: dict[str, Any] = {"cache": False, "tracking": False}
 
 RAYPIPE = "raypipe"
 RAW_RAY = "raw Ray"
@@ -91,6 +97,7 @@ class Comparison:
     raypipe: Stats
     raw: Stats
     pair_ratios: list[float] = field(default_factory=list)  # per round, raypipe / raw Ray
+    labels: tuple[str, str] = (RAYPIPE, RAW_RAY)  # what the two systems are called
 
     @property
     def ratio(self) -> float:
@@ -117,6 +124,7 @@ class Comparison:
             raypipe=Stats(**data["raypipe"]),
             raw=Stats(**data["raw"]),
             pair_ratios=list(data.get("pair_ratios", [])),
+            labels=tuple(data.get("labels", (RAYPIPE, RAW_RAY))),  # type: ignore[arg-type]
         )
 
 
@@ -137,6 +145,7 @@ class Case(Generic[T, U]):
     check_raypipe: Callable[[T], None]
     check_raw: Callable[[U], None]
     warmup: int = 1  # untimed rounds of each system before timing
+    labels: tuple[str, str] = (RAYPIPE, RAW_RAY)  # names of ``raypipe`` and ``raw`` in tables
 
 
 _HOME: str | None = None
@@ -216,8 +225,8 @@ def compare(case: Case[T, U], reps: int, *, verbose: bool = True) -> Comparison:
             samples[label].append(run())
         if verbose:
             print(
-                f"[{case.name}] round {i + 1}/{reps}: {RAYPIPE} {samples[RAYPIPE][-1]:.3f} s, "
-                f"{RAW_RAY} {samples[RAW_RAY][-1]:.3f} s",
+                f"[{case.name}] round {i + 1}/{reps}: {case.labels[0]} "
+                f"{samples[RAYPIPE][-1]:.3f} s, {case.labels[1]} {samples[RAW_RAY][-1]:.3f} s",
                 file=sys.stderr,
                 flush=True,
             )
@@ -229,6 +238,7 @@ def compare(case: Case[T, U], reps: int, *, verbose: bool = True) -> Comparison:
         raypipe=Stats.of(samples[RAYPIPE]),
         raw=Stats.of(samples[RAW_RAY]),
         pair_ratios=[a / b for a, b in zip(samples[RAYPIPE], samples[RAW_RAY], strict=True)],
+        labels=case.labels,
     )
 
 
@@ -244,8 +254,8 @@ def format_table(comparisons: Sequence[Comparison]) -> str:
         "|---|---|---:|---:|---|---|---:|---|---:|---|",
     ]
     for c in comparisons:
-        for label, stats in ((RAYPIPE, c.raypipe), (RAW_RAY, c.raw)):
-            first = label == RAYPIPE
+        for label, stats in ((c.labels[0], c.raypipe), (c.labels[1], c.raw)):
+            first = stats is c.raypipe
             rounds = (
                 f"{min(c.pair_ratios):.2f}× – {max(c.pair_ratios):.2f}×"
                 if first and c.pair_ratios

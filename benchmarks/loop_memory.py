@@ -32,7 +32,7 @@ def _rss() -> int:
 
 
 def _measure(system: str, items: int) -> dict[str, float]:
-    from common import prepare_environment, start_ray
+    from common import RUN_OPTIONS, prepare_environment, start_ray
 
     prepare_environment()
     start_ray()
@@ -55,7 +55,7 @@ def _measure(system: str, items: int) -> dict[str, float]:
         return x + 1
 
     def run_raypipe(values: list[int]) -> int:
-        result = raypipe.run(loop, {"items": values})
+        result = raypipe.run(loop, {"items": values}, **RUN_OPTIONS)
         assert result.ok, result.error
         return len(result.tasks)
 

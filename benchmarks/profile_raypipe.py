@@ -19,7 +19,7 @@ from typing import Any
 
 import bench_chain
 import bench_fanout
-from common import prepare_environment, start_ray
+from common import RUN_OPTIONS, prepare_environment, start_ray
 
 import raypipe
 
@@ -38,17 +38,17 @@ def main() -> None:
         pipeline, arguments = bench_chain.chain_pipeline(bench_chain.STEPS), {"start": 0}
     else:
         pipeline, arguments = bench_fanout.fanout_pipeline(bench_fanout.STEPS), {}
-    raypipe.run(pipeline, arguments)  # compile, cache, warm the workers
+    raypipe.run(pipeline, arguments, **RUN_OPTIONS)  # compile, cache, warm the workers
 
     for _ in range(args.runs):
         start = time.perf_counter()
-        raypipe.run(pipeline, arguments)
+        raypipe.run(pipeline, arguments, **RUN_OPTIONS)
         print(f"warm run, unprofiled: {time.perf_counter() - start:.3f} s")
 
     profile = cProfile.Profile()
     profile.enable()
     for _ in range(args.runs):
-        raypipe.run(pipeline, arguments)
+        raypipe.run(pipeline, arguments, **RUN_OPTIONS)
     profile.disable()
 
     out = io.StringIO()

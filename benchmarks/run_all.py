@@ -28,6 +28,7 @@ BENCHMARKS = {
     "fanout": HERE / "bench_fanout.py",
     "handoff": HERE / "bench_handoff.py",
     "loop": HERE / "bench_loop.py",
+    "tracking": HERE / "bench_tracking.py",
 }
 TIMEOUT_S = 600  # per benchmark; the whole suite takes a few minutes on 2 cores
 

@@ -13,7 +13,7 @@ Example:
     13
 """
 
-from raypipe import dsl
+from raypipe import dsl, lineage
 from raypipe.errors import (
     ClusterConnectionError,
     ComponentDefinitionError,
@@ -23,6 +23,8 @@ from raypipe.errors import (
     SpecLoadError,
     StepFailedError,
 )
+from raypipe.replay import replay
+from raypipe.runtime.events import RunObserver
 from raypipe.runtime.failures import (
     InfeasibleResourcesError,
     RunNotFinishedError,
@@ -30,6 +32,8 @@ from raypipe.runtime.failures import (
     StepTimeoutError,
 )
 from raypipe.runtime.handle import RunHandle
+from raypipe.runtime.manifest import RunNotResumableError
+from raypipe.runtime.metrics import log_metric
 from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
@@ -39,7 +43,7 @@ from raypipe.runtime.result import (
     TaskResult,
     TaskState,
 )
-from raypipe.runtime.runner import run, submit
+from raypipe.runtime.runner import resume, run, submit
 from raypipe.spec.io import compile, json_schema, load
 from raypipe.spec.models import PipelineSpec
 
@@ -57,6 +61,8 @@ __all__ = [
     "PipelineSpec",
     "RaypipeError",
     "RunHandle",
+    "RunNotResumableError",
+    "RunObserver",
     "RunNotFinishedError",
     "RunResult",
     "RunStatus",
@@ -70,7 +76,11 @@ __all__ = [
     "compile",
     "dsl",
     "json_schema",
+    "lineage",
     "load",
+    "log_metric",
+    "replay",
+    "resume",
     "run",
     "submit",
 ]

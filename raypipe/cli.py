@@ -6,9 +6,14 @@ Example:
     $ raypipe run addition.yaml --arg a=1 --arg b=2
     $ raypipe schema > raypipe-v1.schema.json
     $ raypipe logs 3f2a9c1e add-2
+    $ raypipe lineage sql "SELECT task, state FROM executions"
+    $ raypipe lineage upstream /home/me/.raypipe/artifacts/p/3f2a9c1e/train/model
+    $ raypipe lineage compact
 
 Exit codes: 0 the run succeeded; 1 the run failed or was canceled; 2 the command, the
 pipeline or its arguments are wrong (nothing ran), or ``logs`` names an unknown run or task.
+``lineage``: 0 done; 1 ``upstream``/``downstream`` found no step that wrote (read) the
+URI; 2 the root cannot be read or the SQL is wrong.
 """
 
 from __future__ import annotations
@@ -125,7 +130,82 @@ def _parser() -> argparse.ArgumentParser:
         "$RAYPIPE_HOME/artifacts)",
     )
     logs_cmd.set_defaults(handler=_logs)
+    _lineage_parser(commands)
     return parser
+
+
+def _lineage_parser(commands: Any) -> None:
+    lineage_cmd = commands.add_parser(
+        "lineage",
+        help="query what runs read and wrote (Parquet + DuckDB)",
+        description="Query the lineage store: which execution read or wrote which artifact "
+        "or parameter. The root is --root, else RAYPIPE_LINEAGE_ROOT, else "
+        "$RAYPIPE_HOME/lineage. See docs/lineage.md.",
+    )
+    actions = lineage_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        action: argparse.ArgumentParser = actions.add_parser(
+            name, help=help, description=description
+        )
+        action.add_argument("--root", help="the lineage root (a path or pyarrow.fs URI)")
+        return action
+
+    sql_cmd = add(
+        "sql",
+        "run a SQL query over the lineage views",
+        "Run one DuckDB query over the views runs, runs_history, executions, attempts, "
+        "artifacts, events and edges; print the rows as a table (or JSON).",
+    )
+    sql_cmd.add_argument("query", metavar="SQL", help='e.g. "SELECT * FROM runs"')
+    sql_cmd.add_argument("--json", action="store_true", help="print rows as JSON objects")
+    sql_cmd.set_defaults(handler=_lineage_sql)
+
+    walks = {
+        "upstream": (
+            "everything that led to an artifact",
+            "Print every execution that led to the artifact at URI (depth 0 wrote it), "
+            "with every input each read (artifacts, parameters, objects), its producer and "
+            "the execution's code digest.",
+        ),
+        "downstream": (
+            "everything made from an artifact or dataset",
+            "Print every execution that read the artifact (or dataset) at URI (depth 0), "
+            "or read what was made of it, with every output each wrote.",
+        ),
+    }
+    for name, (summary, description) in walks.items():
+        walk_cmd = add(name, summary, description)
+        walk_cmd.add_argument("uri", metavar="URI", help="an artifact's URI")
+        walk_cmd.add_argument("--json", action="store_true", help="print rows as JSON objects")
+        walk_cmd.set_defaults(handler=_lineage_walk, walk=name)
+
+    executions_cmd = add(
+        "executions",
+        "list the executions of a run",
+        "Print every step of a run (any state) with its attempts, times and node.",
+    )
+    executions_cmd.add_argument("run_id", metavar="RUN_ID")
+    executions_cmd.add_argument("--json", action="store_true", help="print rows as JSON")
+    executions_cmd.set_defaults(handler=_lineage_executions)
+
+    compact_cmd = add(
+        "compact",
+        "merge small lineage files, losing nothing",
+        "Merge the files of ended runs (and small merged files) into large sorted files "
+        "under each table's compacted/ directory. Runs still going are left alone.",
+    )
+    compact_cmd.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3600.0,
+        help="merge a run that never ended once it has written nothing for this long "
+        "(default 3600)",
+    )
+    compact_cmd.add_argument(
+        "--rows-per-file", type=int, default=4_000_000, help="rows per merged file"
+    )
+    compact_cmd.set_defaults(handler=_lineage_compact)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -169,6 +249,97 @@ def _schema(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     root = RuntimeConfig.from_env(artifact_root=args.artifact_root).artifact_root
     return print_logs(root, args.run_id, args.task)
+
+
+def _lineage_sql(args: argparse.Namespace) -> int:
+    from raypipe.tracking.lineage import sql
+
+    names, rows = sql(args.query, root=args.root)
+    _print_rows(names, [list(r) for r in rows], as_json=args.json)
+    return 0
+
+
+def _lineage_walk(args: argparse.Namespace) -> int:
+    from raypipe.tracking.lineage import downstream, upstream
+
+    walk = upstream if args.walk == "upstream" else downstream
+    rows = walk(args.uri, root=args.root)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    elif rows:
+        names = ["depth", "task", "code", "name", "kind", "digest", "from", "uri / value"]
+        table = [
+            [
+                r.depth,
+                r.task,
+                (r.component_digest or "")[:12],
+                r.name if r.position is None else f"{r.name}[{r.position}]",
+                r.kind,
+                (r.digest or "")[:12],
+                _source(r.source, r.run_id),
+                r.uri or r.value or r.object_type,
+            ]
+            for r in rows
+        ]
+        _print_rows(names, table, as_json=False, wide_last=True)
+    if not rows:
+        verb = "wrote" if args.walk == "upstream" else "read"
+        print(f"no recorded step {verb} {args.uri}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _lineage_executions(args: argparse.Namespace) -> int:
+    from raypipe.tracking.lineage import executions
+
+    rows = executions(args.run_id, root=args.root)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return 0
+    names = ["task", "component", "state", "attempts", "start_time", "duration_s", "node_ip"]
+    _print_rows(names, [[getattr(r, n) for n in names] for r in rows], as_json=False)
+    return 0
+
+
+def _lineage_compact(args: argparse.Namespace) -> int:
+    from raypipe.tracking.lineage import compact
+
+    report = compact(args.root, rows_per_file=args.rows_per_file, idle_seconds=args.idle_seconds)
+    print(report.summary())
+    return 0
+
+
+def _source(source: str | None, run_id: str) -> str | None:
+    """``task/output`` of a producer in the same run, else ``run_id/task/output``."""
+    if source is None or not source.startswith(run_id + "/"):
+        return source
+    return source[len(run_id) + 1 :]
+
+
+def _print_rows(
+    names: list[str], rows: list[list[Any]], *, as_json: bool, wide_last: bool = False
+) -> None:
+    """Rows as an aligned text table (long cells cut, but the last one with
+    ``wide_last``), or as a JSON list of objects."""
+    if as_json:
+        print(json.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str, indent=2))
+        return
+    cells = [
+        [_cell(v, cut=not (wide_last and i == len(row) - 1)) for i, v in enumerate(row)]
+        for row in rows
+    ]
+    widths = [max([len(n), *(len(row[i]) for row in cells)]) for i, n in enumerate(names)]
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+
+
+def _cell(value: Any, *, cut: bool = True) -> str:
+    if value is None:
+        return ""
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 80 or not cut else text[:77] + "..."
 
 
 def _load_target(reference: str) -> Pipeline | PipelineSpec:

@@ -8,11 +8,13 @@ RaypipeError
  ├── PipelineArgumentError       run arguments do not match the pipeline's inputs
  ├── ClusterConnectionError      the Ray cluster cannot be reached
  ├── StepFailedError             a step raised, or its worker died (``raise_on_failure=True``)
- └── (in raypipe.runtime.failures, raised or recorded while a run executes)
-      InfeasibleResourcesError   a step asks for more than any node has; nothing ran
-      StepTimeoutError           an attempt overran its ``timeout`` (raised inside the step)
-      StepCrashedError           an attempt's worker died (recorded, never raised)
-      RunNotFinishedError        ``RunHandle.result()`` before the run ended
+ ├── (in raypipe.runtime.failures, raised or recorded while a run executes)
+ │    InfeasibleResourcesError   a step asks for more than any node has; nothing ran
+ │    StepTimeoutError           an attempt overran its ``timeout`` (raised inside the step)
+ │    StepCrashedError           an attempt's worker died (recorded, never raised)
+ │    RunNotFinishedError        ``RunHandle.result()`` before the run ended
+ └── (in raypipe.tracking.lineage)
+      LineageError               a lineage root cannot be read or written, or a query is wrong
 ```
 
 Errors that concern a pipeline carry ``pipeline``, ``task`` and ``field`` attributes and

@@ -18,11 +18,19 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow SQLite store for the session: creating its schema takes over a second,
+    too much for every test. Tests about MLflow itself pass their own store."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
 @pytest.fixture(autouse=True)
-def raypipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def raypipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str) -> Path:
     """Each test writes artifacts under its own RAYPIPE_HOME."""
     home = tmp_path / "raypipe-home"
     monkeypatch.setenv("RAYPIPE_HOME", str(home))
     monkeypatch.delenv("RAYPIPE_ARTIFACT_ROOT", raising=False)
     monkeypatch.setenv("RAYPIPE_QUIET", "1")  # no progress display; test_progress turns it on
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     return home

@@ -39,7 +39,7 @@ def test_actor_pool_sets_up_once_per_actor_and_serves_every_item() -> None:
 
 def test_each_run_gets_fresh_actors() -> None:
     first = {v.split(":")[0] for v in raypipe.run(tagged, {"items": [1, 2]}).output}
-    second = {v.split(":")[0] for v in raypipe.run(tagged, {"items": [1, 2]}).output}
+    second = {v.split(":")[0] for v in raypipe.run(tagged, {"items": [1, 2]}, cache=False).output}
     assert first.isdisjoint(second)
 
 

@@ -9,6 +9,7 @@ need no AWS environment variables, and the AWS SDK never asks the instance-metad
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -269,7 +270,15 @@ def test_store_round_trips_a_file_through_s3(s3: S3Server, tmp_path: Path) -> No
     output.metadata["rows"] = 1
     record = store.commit_output(output)
 
-    assert record == ArtifactRecord(name="table", type="Dataset", uri=uri, metadata={"rows": 1})
+    content = b"a,b\n1,2\n"
+    assert record == ArtifactRecord(
+        name="table",
+        type="Dataset",
+        uri=uri,
+        metadata={"rows": 1},
+        digest=hashlib.sha256(content).hexdigest(),  # the content's, like sha256sum's
+        size=len(content),
+    )
     assert s3.read("unit/file/pipe/run1/writer/table") == b"a,b\n1,2\n"
 
     opened = store.open_input(record, "Dataset", tmp_path / "reader")

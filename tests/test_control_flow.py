@@ -511,3 +511,27 @@ def test_loop_over_a_collected_list_selects_fields_of_its_items() -> None:
         return dsl.Collected(depth.output)
 
     assert raypipe.run(fields).output == [1, 1]
+
+
+@dsl.component
+def append_line(path: str, text: str) -> str:
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    return text
+
+
+def test_a_branch_whose_condition_reads_an_output_twice_runs_once(tmp_path: Path) -> None:
+    # The Elif's condition reads add-all's output twice (not(If) and its own comparison):
+    # its step once ran twice, as each read woke the scheduler.
+    log = tmp_path / "runs.txt"
+
+    @dsl.pipeline(name="elif-once")
+    def elif_once(path: str) -> None:
+        t = add_all(xs=[4, 5, 5])
+        with dsl.If(t.output > 14):
+            append_line(path=path, text="big")
+        with dsl.Elif(t.output == 14):
+            append_line(path=path, text="equal")
+
+    assert raypipe.run(elif_once, {"path": str(log)}, cache=False).ok
+    assert log.read_text().splitlines() == ["equal"]

@@ -274,6 +274,13 @@ def _check_json_default(value: Any, component: str, field: str) -> None:
         ) from exc
 
 
+def _persistence(persist: str | Mapping[str, str]) -> dict[str, Any]:
+    """The ``persist`` option as TaskOptions keeps it: empty for the default."""
+    if isinstance(persist, str):
+        return {} if persist == "background" else {"*": persist}
+    return dict(persist)
+
+
 @overload
 def component(func: F, /) -> Component: ...
 
@@ -291,6 +298,8 @@ def component(
     backoff_factor: float = 2.0,
     backoff_max: float | str = 3600.0,
     cache: bool = True,
+    persist: str | Mapping[str, str] = "background",
+    track: bool = False,
     image: str | None = None,
     packages: list[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -315,6 +324,8 @@ def component(
     backoff_factor: float = 2.0,
     backoff_max: float | str = 3600.0,
     cache: bool = True,
+    persist: str | Mapping[str, str] = "background",
+    track: bool = False,
     image: str | None = None,
     packages: list[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -337,6 +348,12 @@ def component(
             (memory in bytes or as a quantity such as ``"4Gi"``).
         retries, backoff_seconds, backoff_factor, backoff_max: how a failing step is retried.
         cache: whether the step's result may be reused from an earlier run.
+        persist: when outputs are written for the cache (and for resume and replay):
+            ``"background"`` while downstream steps already run, ``"sync"`` before they
+            start, ``"none"`` never (the step then cannot be a cache hit); one mode for
+            all outputs or a dict ``{output: mode}`` (``"*"`` for the rest).
+        track: give every run of the step its own nested MLflow run (steps that log
+            metrics or write Metrics, HTML or Markdown artifacts get one anyway).
         image, packages, env: the step's environment.
         timeout: seconds (or ``"5m"``) after which the step is failed.
         actor, actor_pool_size: decorate a class whose ``__init__`` sets up once (loads a
@@ -361,6 +378,8 @@ def component(
                 backoff_factor=backoff_factor,
                 backoff_max=parse_duration(backoff_max),
                 cache=cache,
+                persist=_persistence(persist),
+                track=track,
                 image=image,
                 packages=list(packages or []),
                 env=dict(env or {}),
@@ -371,7 +390,16 @@ def component(
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc
-        return Component(f, options, caller_namespace())
+        made = Component(f, options, caller_namespace())
+        unknown = sorted(set(options.persist) - set(made.outputs) - {"*"})
+        if unknown:
+            raise ComponentDefinitionError(
+                f"persist names outputs it does not have: {', '.join(unknown)} "
+                f"(outputs: {', '.join(made.outputs) or 'none'})",
+                component=name,
+                field="persist",
+            )
+        return made
 
     if func is not None:
         return decorate(func)

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -40,6 +41,14 @@ class TaskOptions(BaseModel):
     backoff_factor: float = Field(default=2.0, ge=1.0)
     backoff_max: NonNegativeFloat = 3600.0
     cache: bool = True
+    persist: dict[str, Literal["none", "background", "sync"]] = Field(
+        default_factory=dict,
+        description="output name (or '*' for all) -> when it is written for the cache: "
+        "none, background (default) or sync (before downstream steps start)",
+    )
+    track: bool = Field(
+        default=False, description="give the step its own MLflow run even with nothing to compare"
+    )
     image: str | None = None
     packages: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)

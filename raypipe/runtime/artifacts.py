@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,7 +32,7 @@ from pyarrow import fs as pafs
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
 from raypipe.runtime.result import ArtifactRecord
 
-__all__ = ["ArtifactStore"]
+__all__ = ["ArtifactStore", "content_digest"]
 
 
 class ArtifactStore:
@@ -57,10 +58,44 @@ class ArtifactStore:
         return isinstance(self._fs, pafs.LocalFileSystem)
 
     def output_uri(self, pipeline: str, run_id: str, task: str, output: str) -> str:
+        return self.uri(pipeline, run_id, task, output)
+
+    def uri(self, *parts: str) -> str:
+        """The URI of ``parts`` joined under the root (with the root's query, if any)."""
         if self.is_local:
-            return "/".join([self.root, pipeline, run_id, task, output])
-        uri = "/".join([self._base, pipeline, run_id, task, output])
+            return "/".join([self.root, *parts])
+        uri = "/".join([self._base, *parts])
         return f"{uri}?{self._query}" if self._query else uri
+
+    def exists(self, uri: str) -> bool:
+        """Whether a file or directory is stored at ``uri``."""
+        filesystem, path = self._locate(uri)
+        return bool(filesystem.get_file_info(path).type != pafs.FileType.NotFound)
+
+    def read_bytes(self, uri: str) -> bytes | None:
+        """The content of the file at ``uri``; None if there is none."""
+        filesystem, path = self._locate(uri)
+        try:
+            with filesystem.open_input_stream(path) as stream:
+                data: bytes = stream.read()
+                return data
+        except FileNotFoundError:
+            return None
+
+    def write_bytes_atomic(self, uri: str, data: bytes) -> None:
+        """Store ``data`` at ``uri`` so that readers see the whole file or none of it.
+
+        Locally through a temporary name and a rename; object stores publish a PUT whole.
+        """
+        filesystem, path = self._locate(uri)
+        filesystem.create_dir(path.rpartition("/")[0], recursive=True)
+        target = path
+        if self.is_local or isinstance(filesystem, pafs.LocalFileSystem):
+            target = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with filesystem.open_output_stream(target) as stream:
+            stream.write(data)
+        if target != path:
+            filesystem.move(target, path)
 
     def new_output(self, cls: type[Artifact], name: str, uri: str, staging: Path) -> Artifact:
         """An empty output artifact whose ``path`` the step writes to."""
@@ -79,11 +114,14 @@ class ArtifactStore:
             filesystem.create_dir(target.rpartition("/")[0], recursive=True)
             # copy_files copies a single file or a whole directory tree
             pafs.copy_files(artifact.path, target, destination_filesystem=filesystem)
+        digest, size = content_digest(artifact.path)
         return ArtifactRecord(
             name=artifact.name,
             type=type(artifact).__name__,
             uri=artifact.uri,
             metadata=dict(artifact.metadata),
+            digest=digest,
+            size=size,
         )
 
     def open_input(self, record: ArtifactRecord, declared: str, staging: Path) -> Artifact:
@@ -123,6 +161,35 @@ class ArtifactStore:
                 return self._fs, self._root_path + base[len(self._base) :]
         filesystem, path = pafs.FileSystem.from_uri(_as_uri(uri))
         return filesystem, str(path)
+
+
+def content_digest(path: str) -> tuple[str | None, int | None]:
+    """sha256 and size in bytes of a file, or of a directory tree (names and contents);
+    (None, None) when nothing is there.
+
+    Example:
+        >>> content_digest("/no/such/file")
+        (None, None)
+    """
+    if os.path.isfile(path):
+        files = [(os.path.basename(path), path)]
+    elif os.path.isdir(path):
+        files = sorted(
+            (os.path.relpath(os.path.join(d, f), path), os.path.join(d, f))
+            for d, _, names in os.walk(path)
+            for f in names
+        )
+    else:
+        return None, None
+    digest, size = hashlib.sha256(), 0
+    for name, full in files:
+        if len(files) > 1 or os.path.isdir(path):
+            digest.update(name.encode() + b"\0")
+        with open(full, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _normalise(root: str) -> str:

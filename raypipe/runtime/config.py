@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RuntimeConfig"]
+__all__ = ["RuntimeConfig", "tracking_enabled"]
 
 
 class RuntimeConfig(BaseModel):
@@ -22,11 +22,26 @@ class RuntimeConfig(BaseModel):
 
     home: str
     artifact_root: str
+    lineage_root: str
+    mlflow_tracking_uri: str
 
     @classmethod
     def from_env(cls, *, artifact_root: str | None = None) -> RuntimeConfig:
         """``RAYPIPE_HOME`` (default ``~/.raypipe``); artifacts under ``RAYPIPE_ARTIFACT_ROOT``
-        (any ``pyarrow.fs`` URI), else ``$RAYPIPE_HOME/artifacts``."""
+        (any ``pyarrow.fs`` URI), else ``$RAYPIPE_HOME/artifacts``; lineage under
+        ``RAYPIPE_LINEAGE_ROOT``, else ``$RAYPIPE_HOME/lineage``; MLflow at
+        ``MLFLOW_TRACKING_URI``, else a SQLite store ``$RAYPIPE_HOME/mlflow.db``."""
         home = Path(os.environ.get("RAYPIPE_HOME", "~/.raypipe")).expanduser().resolve()
         root = artifact_root or os.environ.get("RAYPIPE_ARTIFACT_ROOT") or str(home / "artifacts")
-        return cls(home=str(home), artifact_root=root)
+        lineage = os.environ.get("RAYPIPE_LINEAGE_ROOT") or str(home / "lineage")
+        mlflow = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        return cls(
+            home=str(home), artifact_root=root, lineage_root=lineage, mlflow_tracking_uri=mlflow
+        )
+
+
+def tracking_enabled(tracking: bool | None) -> bool:
+    """Whether a run is tracked: ``tracking`` if given, else not ``RAYPIPE_TRACKING=0``."""
+    if tracking is not None:
+        return tracking
+    return os.environ.get("RAYPIPE_TRACKING", "1").strip().lower() not in ("0", "false", "no")

@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +30,8 @@ from typing import Any
 from raypipe.dsl.interface import IOKind
 from raypipe.runtime.actors import ActorPool
 from raypipe.runtime.artifacts import ArtifactStore
+from raypipe.runtime.cache import value_identity
+from raypipe.runtime.events import EventBus, InputRecord, MetricPoint, RunEnded, StepEnded
 from raypipe.runtime.failures import StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
 from raypipe.runtime.ledger import delete_run, load_history, outcomes
@@ -38,6 +40,7 @@ from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
     ErrorInfo,
+    ObjectSummary,
     RunResult,
     RunStatus,
     TaskResult,
@@ -55,7 +58,7 @@ from raypipe.runtime.worker import (
 )
 from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 
-__all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall"]
+__all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall", "describe_value"]
 
 _WAIT_INTERVAL_S = 0.5  # how often the collector wakes up while steps run
 _FAILED = TaskState.FAILED.value
@@ -82,6 +85,7 @@ class StepCall:
     policy: StepPolicy
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
     actor: ActorSpec | None = None  # set for actor components: steps go to a pool instead
+    digest: str | None = None  # sha256 of the component's code
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class _Pending:
     call: StepCall
     submitted_at: float  # time.monotonic()
     pool: ActorPool | None  # the actors serving it, for an actor component
+    sources: dict[str, list[str]]  # input -> the "step/output"s it came from
+    cache_key: str
+    identities: dict[str, str]  # input -> its identity in the cache key
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ class PreparedRun:
 
     calls: dict[int, StepCall]  # id(TaskSpec) -> how to submit it
     requests: dict[ResourceRequest, list[str]]  # resource request -> tasks that make it
+    digest: str = ""  # sha256 of the spec
+    spec_json: str = ""  # the spec as JSON (what a run's manifest keeps)
 
     @functools.cached_property
     def records_attempts(self) -> bool:
@@ -161,10 +170,18 @@ class Execution:
         run: RunContext,
         run_name: str,
         started: datetime,
+        events: EventBus | None = None,
+        cache: bool = True,
+        resuming: bool = False,
+        on_end: Callable[[str], None] | None = None,
     ) -> None:
         self.spec, self.prepared = spec, prepared
         self.arguments, self.run = arguments, run
         self.run_name, self.started = run_name, started
+        self.events = events  # None when tracking is off: then no event is even built
+        self.cache = cache  # steps may be served from the cache (they are stored anyway)
+        self.resuming = resuming  # a resumed run reuses every step it finished before
+        self._on_end = on_end  # told the run's final status (marks its manifest ended)
         self.scheduler: Scheduler | None = None
         self._pools: dict[int, ActorPool] = {}  # id(ActorSpec) -> this run's actors
         self.files = RunFiles(run.run_id)
@@ -186,10 +203,13 @@ class Execution:
         """Submit every step that can start; if interrupted, cancel what was submitted."""
         import ray
 
+        objects = [n for n in self.arguments if self.spec.inputs[n].kind is IOKind.OBJECT]
         arguments = {
-            name: ray.put(value) if self.spec.inputs[name].kind is IOKind.OBJECT else value
+            name: ray.put(value) if name in objects else value
             for name, value in self.arguments.items()
         }
+        # What cache keys see of in-memory arguments: their content, hashed once per run.
+        identities = {name: value_identity(self.arguments[name]) for name in objects}
         self.scheduler = Scheduler(
             self.spec,
             arguments,
@@ -197,6 +217,7 @@ class Execution:
             fetch=_fetch,
             run_id=self.run.run_id,
             run_name=self.run_name,
+            identities=identities,
         )
         try:
             self.scheduler.start()
@@ -211,12 +232,25 @@ class Execution:
     def _submit_step(self, step: ScheduledStep) -> tuple[dict[str, Any], Any]:
         """Submit one step the scheduler decided on; its report joins the pending ones."""
         call = self.prepared.calls[id(step.task)]
-        context = [*self.run, step.name, call.wire_policy]
+        # Every step stores its outputs; a step with cache=False has a key unique to this
+        # run, so only a resume of this run may be served from it.
+        reuse = self.cache if step.task.options.cache else self.resuming
+        cache = [step.cache_key, reuse]
+        context = [*self.run, step.name, call.wire_policy, cache]
         pool = None if call.actor is None else self._pool(call.actor)
         refs = (call.submit if pool is None else pool).remote(context, *step.after, **step.inputs)
         *outputs, report = refs if isinstance(refs, list) else [refs]
         with self._lock:
-            self._pending[report] = _Pending(step.name, outputs, call, time.monotonic(), pool)
+            self._pending[report] = _Pending(
+                step.name,
+                outputs,
+                call,
+                time.monotonic(),
+                pool,
+                step.sources,
+                step.cache_key,
+                step.identities,
+            )
         return dict(zip(step.component.outputs, outputs, strict=True)), report
 
     # -- stopping -----------------------------------------------------------------------
@@ -287,9 +321,16 @@ class Execution:
                 raise AssertionError(f"run {self.run.run_id} stalled: nothing left to wait for")
             with self._lock:
                 self._finished = True
-            return self.result()
+            result = self.result()
+            if self.events is not None:
+                self._post_end(result)
+            if self._on_end is not None:
+                self._on_end(result.status.value)
+            return result
         finally:
             self._cleanup()
+            if self.events is not None:
+                self.events.close()
 
     def _read_reports(self, steps: list[_Pending], refs: list[Any]) -> tuple[bool, list[Any]]:
         """Read the reports of finished steps into their results.
@@ -331,6 +372,8 @@ class Execution:
                 continue
             report = StepReport.from_wire(wire)
             task = self._ended[step.name] = _task_result(records[step.name], report)
+            if self.events is not None:
+                self.events.post(self._step_ended(task, step.call, report, step))
             states.append(report.state)
             if report.state not in _SUCCESSFUL:
                 unsuccessful.append(ref)
@@ -346,6 +389,93 @@ class Execution:
             self._states.update(states)
             self._failures.extend(failures)
         return failed, unsuccessful
+
+    # -- events for trackers -------------------------------------------------------------
+
+    def _step_ended(
+        self,
+        task: TaskResult,
+        call: StepCall | None,
+        report: StepReport | None,
+        pending: _Pending | None,
+    ) -> StepEnded:
+        """The event of one ended step: what it read, what it logged, whether it is tracked."""
+        component = call.component if call is not None else None
+        sources = pending.sources if pending is not None else {}
+        identities = pending.identities if pending is not None else {}
+        described = (report.inputs if report is not None else None) or {}
+        inputs = []
+        for name, what in described.items():
+            kind = component.inputs[name].kind if component is not None else IOKind.PARAMETER
+            inputs.append(
+                InputRecord.model_construct(
+                    _INPUT_FIELDS,
+                    name=name,
+                    kind=kind.value,
+                    value=what.get("value"),
+                    artifact=what.get("artifact"),
+                    artifacts=what.get("artifacts") or [],
+                    object=what.get("object"),
+                    producers=sources.get(name, []),
+                    pipeline_input=None,
+                    digest=what.get("digest"),
+                    size=what.get("size"),
+                    identity=identities.get(name),
+                )
+            )
+        metrics = [
+            MetricPoint.model_construct(_METRIC_FIELDS, name=n, value=v, step=st, timestamp=ts)
+            for n, v, st, ts in (report.metrics if report is not None else None) or ()
+        ]
+        end = task.end_time.timestamp() if task.end_time is not None else time.time()
+        visual = False
+        for output in task.outputs.values():
+            if isinstance(output, ArtifactRecord) and output.type in _VISUAL_ARTIFACTS:
+                visual = True
+                if output.type == "Metrics":
+                    metrics.extend(
+                        MetricPoint.model_construct(
+                            _METRIC_FIELDS, name=k, value=float(v), step=None, timestamp=end
+                        )
+                        for k, v in output.metadata.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    )
+        track = call is not None and call.task.options.track
+        return StepEnded.model_construct(
+            _STEP_FIELDS,
+            run_id=self.run.run_id,
+            pipeline=self.spec.name,
+            task=task,
+            component_digest=call.digest if call is not None else None,
+            inputs=inputs,
+            metrics=metrics,
+            tracked=bool(metrics) or visual or track,
+            # The key its outputs are stored under (unique to the run for cache=False).
+            cache_key=pending.cache_key if pending is not None else None,
+        )
+
+    def _post_end(self, result: RunResult) -> None:
+        """Events of the steps that ended without a report, then the run's own."""
+        assert self.events is not None and self.scheduler is not None
+        for record in self.scheduler.records.values():
+            ended = self._ended.get(record.name)
+            if record.state is not None or isinstance(ended, _Lost):
+                call = ended.call if isinstance(ended, _Lost) else None
+                self.events.post(self._step_ended(result.tasks[record.name], call, None, None))
+        outputs: dict[str, Any] = {}
+        for name, value in result.outputs.items():
+            kind = self.spec.outputs[name].kind
+            outputs[name] = describe_value(value, kind)
+        self.events.post(
+            RunEnded(
+                run_id=self.run.run_id,
+                pipeline=self.spec.name,
+                status=result.status,
+                end_time=result.end_time,
+                outputs=outputs,
+                error=None if result.error is None else str(result.error),
+            )
+        )
 
     # -- progress -----------------------------------------------------------------------
 
@@ -525,6 +655,31 @@ class Execution:
                 )
             )
         return records
+
+
+_INPUT_FIELDS = set(InputRecord.model_fields)
+_METRIC_FIELDS = set(MetricPoint.model_fields)
+_STEP_FIELDS = set(StepEnded.model_fields)
+_VISUAL_ARTIFACTS = frozenset({"Metrics", "ClassificationMetrics", "HTML", "Markdown"})
+
+
+def describe_value(value: Any, kind: IOKind | None) -> Any:
+    """A pipeline output as trackers see it: values, artifact records, object summaries."""
+    from raypipe.dsl.artifacts import Artifact
+
+    if isinstance(value, Artifact):
+        return ArtifactRecord(
+            name=value.name, type=type(value).__name__, uri=value.uri, metadata=value.metadata
+        )
+    if isinstance(value, list) and value and isinstance(value[0], Artifact):
+        return [describe_value(v, kind) for v in value]
+    if kind is IOKind.OBJECT:
+        nbytes = getattr(value, "nbytes", None)
+        return ObjectSummary(
+            type=f"{type(value).__module__}.{type(value).__qualname__}",
+            nbytes=nbytes if isinstance(nbytes, int) else None,
+        )
+    return value
 
 
 def _drain(refs: list[Any]) -> None:

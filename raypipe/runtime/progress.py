@@ -16,17 +16,20 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from raypipe.runtime.execution import Failure, Snapshot
 from raypipe.runtime.result import RunResult
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 __all__ = [
     "LiveProgress",
@@ -41,6 +44,10 @@ PLAIN_INTERVAL_S = 10.0  # a status line at most this often when not on a termin
 
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
 _ORDER = ["SUCCEEDED", "FAILED", "CANCELED", "SKIPPED", "UPSTREAM_FAILED"]
+_HTML = (  # how rich itself shows output in a notebook
+    '<pre style="white-space:pre;overflow-x:auto;line-height:normal;'
+    "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"
+)
 
 
 class Progress(Protocol):
@@ -167,7 +174,11 @@ class PlainProgress:
 
 class LiveProgress:
     """A ``rich.live.Live`` view: steps by state, the oldest steps in flight with the time
-    since their submission, and each failure printed above the view as it is seen."""
+    since their submission, and each failure printed above the view as it is seen.
+
+    In a Jupyter notebook the view is one output updated in place (see
+    :class:`_NotebookLive`), and each failure an output of its own below it.
+    """
 
     interval = LIVE_INTERVAL_S
 
@@ -182,6 +193,9 @@ class LiveProgress:
 
         console = self._console if self._console is not None else Console(stderr=True)
         self._title = f"{pipeline} · {run_name}"
+        if console.is_jupyter:
+            self._live = _NotebookLive(console.width)
+            return
         self._live = Live(
             console=console,
             auto_refresh=False,  # refreshed by update(), at most 4 times a second
@@ -218,7 +232,7 @@ class LiveProgress:
         live = self._live
         if live is None:
             return
-        _print_failures(live.console, snapshot.failures)
+        _print_failures(live, snapshot.failures)
         live.update(self._render(snapshot), refresh=True)
 
     def close(self, snapshot: Snapshot, result: RunResult | None) -> None:
@@ -226,7 +240,7 @@ class LiveProgress:
         if live is None:
             return
         try:
-            _print_failures(live.console, snapshot.failures)
+            _print_failures(live, snapshot.failures)
             if result is not None:
                 finished: dict[str, int] = {}
                 for task in result.tasks.values():
@@ -247,8 +261,66 @@ class LiveProgress:
             self._live = None
 
 
-def _print_failures(console: Console, failures: list[Failure]) -> None:
+class _NotebookLive:
+    """What ``rich.live.Live`` does on a terminal, done for a Jupyter notebook.
+
+    There ``Live`` needs ipywidgets (without them it shows a warning and no view) and its
+    ``text/plain`` carries ANSI escapes. This shows the view as one ``display_data`` output
+    that each update replaces (an IPython display handle: ``update_display_data``), and
+    each printed line as an output of its own; both as HTML with the colours and as plain
+    text without control characters.
+    """
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        self._handle: Any = None
+
+    def _bundle(self, renderable: RenderableType) -> dict[str, str]:
+        from rich.console import Console
+
+        console = Console(
+            file=io.StringIO(),
+            record=True,
+            width=self._width,
+            color_system="truecolor",
+            force_terminal=True,
+            force_jupyter=False,  # rendered here, not displayed by rich
+        )
+        console.print(renderable, highlight=False)
+        return {
+            "text/plain": console.export_text(clear=False),
+            "text/html": console.export_html(inline_styles=True, code_format=_HTML),
+        }
+
+    def print(self, renderable: RenderableType) -> None:
+        if self._handle is None:  # outputs only append: the view first, lines below it
+            self.update("")
+        _display(self._bundle(renderable))
+
+    def update(self, renderable: RenderableType, *, refresh: bool = True) -> None:
+        if self._handle is None:
+            self._handle = _display(self._bundle(renderable), display_id=True)
+        else:
+            self._handle.update(self._bundle(renderable), raw=True)
+
+    def stop(self) -> None:
+        self._handle = None
+
+
+def _display(bundle: dict[str, str], **kwargs: Any) -> Any:
+    """``IPython.display.display`` of a MIME bundle (its handle with ``display_id=True``)."""
+    from IPython.display import display
+
+    show: Callable[..., Any] = display  # untyped in IPython
+    return show(bundle, raw=True, **kwargs)
+
+
+def _print_failures(live: Live | _NotebookLive, failures: list[Failure]) -> None:
     from rich.text import Text
 
     for failure in failures:
-        console.print(Text.assemble(("✗ ", "red"), _failure_text(failure)), highlight=False)
+        line = Text.assemble(("✗ ", "red"), _failure_text(failure))
+        if isinstance(live, _NotebookLive):
+            live.print(line)
+        else:
+            live.console.print(line, highlight=False)

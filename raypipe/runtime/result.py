@@ -90,6 +90,8 @@ class ArtifactRecord(_Record):
     type: str = Field(description="artifact class name, e.g. Dataset")
     uri: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    digest: str | None = Field(default=None, description="sha256 of the content")
+    size: int | None = Field(default=None, description="bytes of content")
 
 
 class ObjectSummary(_Record):

@@ -20,23 +20,34 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from raypipe.dsl.interface import IOKind
 from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineDefinitionError, Problem, StepFailedError
+from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cluster import connect
-from raypipe.runtime.config import RuntimeConfig
-from raypipe.runtime.execution import ActorSpec, Execution, PreparedRun, StepCall
+from raypipe.runtime.config import RuntimeConfig, tracking_enabled
+from raypipe.runtime.events import EventBus, RunObserver, RunStarted
+from raypipe.runtime.execution import (
+    ActorSpec,
+    Execution,
+    PreparedRun,
+    StepCall,
+    describe_value,
+)
 from raypipe.runtime.feasibility import (
     ResourceRequest,
     alive_node_resources,
     check_feasible,
     feasibility_check_enabled,
 )
+from raypipe.runtime.gitinfo import git_commit
 from raypipe.runtime.handle import RunHandle
+from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
 from raypipe.runtime.worker import (
@@ -48,10 +59,11 @@ from raypipe.runtime.worker import (
 )
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.compiler import compile_pipeline
+from raypipe.spec.io import loads as spec_loads
 from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 from raypipe.spec.packaging import PYTHON_VERSION, decode_payload
 
-__all__ = ["run", "submit"]
+__all__ = ["resume", "run", "submit"]
 
 
 def run(
@@ -65,6 +77,10 @@ def run(
     fail_fast: bool = True,
     check_resources: bool = True,
     quiet: bool = False,
+    experiment: str | None = None,
+    tracking: bool | None = None,
+    observers: Sequence[RunObserver] = (),
+    cache: bool = True,
 ) -> RunResult:
     """Run a pipeline on Ray and wait for it to finish: ``submit(...).wait()``.
 
@@ -87,6 +103,15 @@ def run(
             has (``RAYPIPE_SKIP_FEASIBILITY=1`` also turns the check off).
         quiet: show no progress while waiting (``RAYPIPE_QUIET=1`` does the same); by
             default a live display on a terminal or in a notebook, plain lines otherwise.
+        experiment: the MLflow experiment the run is logged to (default: the pipeline's
+            name).
+        tracking: record the run in MLflow and the lineage store (default: on, unless
+            ``RAYPIPE_TRACKING=0``).
+        observers: more :class:`~raypipe.runtime.events.RunObserver` s to send the run's
+            events to (they get them even with tracking off).
+        cache: serve steps from the cache when an earlier execution had the same code,
+            options and inputs (steps with ``cache=False`` never are); False re-runs
+            every step. Results are stored for later runs either way.
 
     Raises:
         PipelineDefinitionError, PipelineArgumentError: before any step runs.
@@ -102,6 +127,10 @@ def run(
         artifact_root=artifact_root,
         fail_fast=fail_fast,
         check_resources=check_resources,
+        experiment=experiment,
+        tracking=tracking,
+        observers=observers,
+        cache=cache,
     )
     try:
         result = handle.wait(progress=not quiet)
@@ -130,6 +159,10 @@ def submit(
     artifact_root: str | None = None,
     fail_fast: bool = True,
     check_resources: bool = True,
+    experiment: str | None = None,
+    tracking: bool | None = None,
+    observers: Sequence[RunObserver] = (),
+    cache: bool = True,
 ) -> RunHandle:
     """Start a pipeline run on Ray and return at once with a handle to it.
 
@@ -151,22 +184,154 @@ def submit(
     """
     spec = pipeline if isinstance(pipeline, PipelineSpec) else compile_pipeline(pipeline)
     bound = bind_arguments(spec, arguments)
-    prepared = _prepare(spec)
+    started = datetime.now(timezone.utc)
     config = RuntimeConfig.from_env(artifact_root=artifact_root)
+    experiment = experiment or spec.name
+    run_id = uuid.uuid4().hex
+    manifest = RunManifest(
+        run_id=run_id,
+        run_name=run_name or f"{spec.name}-{started:%Y%m%d-%H%M%S}",
+        pipeline=spec.name,
+        experiment=experiment,
+        spec="",  # filled in by _start, once the spec is known to be valid
+        arguments={n: v for n, v in bound.items() if spec.inputs[n].kind is IOKind.PARAMETER},
+        pickled=[n for n in bound if spec.inputs[n].kind is not IOKind.PARAMETER],
+        artifact_root=config.artifact_root,
+        fail_fast=fail_fast,
+        cache=cache,
+        started=started,
+    )
+    return _start(
+        spec,
+        bound,
+        manifest,
+        config,
+        address=address,
+        check_resources=check_resources,
+        tracking=tracking,
+        observers=observers,
+        resuming=False,
+    )
+
+
+def resume(
+    run_id: str,
+    *,
+    address: str | None = None,
+    tracking: bool | None = None,
+    observers: Sequence[RunObserver] = (),
+    quiet: bool = False,
+) -> RunResult:
+    """Finish a run whose driver died, without running again the steps it finished.
+
+    The run keeps its id, name, arguments and artifact root; every step it finished is
+    served from what it stored (steps with ``cache=False`` too: their entries belong to
+    this run only), and the rest run. MLflow and lineage records continue the run's own.
+
+    Example:
+        >>> raypipe.resume("3f2a9c...").status   # doctest: +SKIP
+        'SUCCEEDED'
+
+    Raises:
+        RunNotResumableError: the run is unknown under this ``RAYPIPE_HOME``, or it ended.
+    """
+    config = RuntimeConfig.from_env()
+    manifest = RunManifest.load(config.home, run_id)
+    if manifest.ended:
+        raise RunNotResumableError(
+            f"run {run_id} of {manifest.pipeline} already ended {manifest.status}"
+        )
+    spec = spec_loads(manifest.spec, source=f"run {run_id}")
+    config = RuntimeConfig.from_env(artifact_root=manifest.artifact_root)
+    handle = _start(
+        spec,
+        manifest.all_arguments(config.home),
+        manifest,
+        config,
+        address=address,
+        check_resources=True,
+        tracking=tracking,
+        observers=observers,
+        resuming=True,
+    )
+    try:
+        return handle.wait(progress=not quiet)
+    except BaseException:
+        handle.cancel()
+        raise
+
+
+def _start(
+    spec: PipelineSpec,
+    bound: dict[str, Any],
+    manifest: RunManifest,
+    config: RuntimeConfig,
+    *,
+    address: str | None,
+    check_resources: bool,
+    tracking: bool | None,
+    observers: Sequence[RunObserver],
+    resuming: bool,
+) -> RunHandle:
+    """Submit a run (new or resumed) and hand back its handle."""
+    prepared = _prepare(spec)
     connect(address)
     if feasibility_check_enabled(check_resources):
         check_feasible(spec.name, prepared.requests, alive_node_resources())
-    started = datetime.now(timezone.utc)
-    run_id = uuid.uuid4().hex
+    run_id, started = manifest.run_id, manifest.started
+    if not resuming:
+        manifest = manifest.model_copy(update={"spec": prepared.spec_json})
+        manifest.save(config.home, {n: bound[n] for n in manifest.pickled})
+    listeners = list(observers)
+    if tracking_enabled(tracking):
+        from raypipe.tracking import default_observers
+
+        listeners.extend(default_observers(config, experiment=manifest.experiment))
+    events = EventBus(run_id, listeners) if listeners else None
+    if events is not None:
+        events.post(
+            RunStarted(
+                run_id=run_id,
+                run_name=manifest.run_name,
+                pipeline=spec.name,
+                experiment=manifest.experiment,
+                arguments={
+                    name: describe_value(value, spec.inputs[name].kind)
+                    for name, value in bound.items()
+                },
+                spec_digest=prepared.digest,
+                git_commit=git_commit(),
+                start_time=started,
+                artifact_root=ArtifactStore(config.artifact_root).public_root,
+                resumed=resuming,
+            )
+        )
+    context = RunContext(
+        run_id,
+        spec.name,
+        config.artifact_root,
+        run_dir(run_id),
+        manifest.fail_fast,
+        events is not None,
+    )
     execution = Execution(
         spec=spec,
         prepared=prepared,
         arguments=bound,
-        run=RunContext(run_id, spec.name, config.artifact_root, run_dir(run_id), fail_fast),
-        run_name=run_name or f"{spec.name}-{started:%Y%m%d-%H%M%S}",
+        run=context,
+        run_name=manifest.run_name,
         started=started,
+        events=events,
+        cache=manifest.cache,
+        resuming=resuming,
+        on_end=lambda status: manifest.ended_as(config.home, status),
     )
-    execution.submit()
+    try:
+        execution.submit()
+    except BaseException:
+        if events is not None:
+            events.close()
+        raise
     return RunHandle(execution)
 
 
@@ -304,12 +469,17 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
                 policy,
                 policy.to_wire(),
                 _actor_spec(runtime, ray_options, task.options),
+                runtime.function_key,
             )
         else:
             submit = _remote_step_function(runtime).options(**ray_options)
-            calls[id(task)] = StepCall(task, component, submit, policy, policy.to_wire())
+            calls[id(task)] = StepCall(
+                task, component, submit, policy, policy.to_wire(), None, runtime.function_key
+            )
         requests.setdefault(ResourceRequest.from_options(task.options), []).append(label)
-    prepared = PreparedRun(calls, requests)
+    spec_json = spec.model_dump_json()
+    digest = hashlib.sha256(spec_json.encode()).hexdigest()
+    prepared = PreparedRun(calls, requests, digest, spec_json)
     _PREPARED[id(spec)] = (spec, prepared)
     if len(_PREPARED) > _PREPARED_CACHE_SIZE:
         _PREPARED.popitem(last=False)

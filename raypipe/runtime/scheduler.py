@@ -23,11 +23,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from raypipe.dsl.task import COMPARISONS
+from raypipe.runtime.cache import output_identity, step_key, unique_identity, value_identity
 from raypipe.runtime.result import TaskState
 from raypipe.runtime.worker import CollectedRefs, FailedOutput, StepReport
 from raypipe.spec.graph import read_outputs, task_dependencies, topological_order
@@ -46,6 +48,7 @@ from raypipe.spec.models import (
     TaskOutputBinding,
     TaskSpec,
 )
+from raypipe.spec.packaging import decode_payload
 
 __all__ = ["Absent", "Collected", "Known", "Ref", "Scheduler", "StepCall", "StepRecord", "Value"]
 
@@ -58,17 +61,24 @@ DEFAULT_LOOP_WINDOW = 1024
 
 @dataclass(frozen=True)
 class Known:
-    """A value the driver holds: a constant, an argument, a loop item, a fetched output."""
+    """A value the driver holds: a constant, an argument, a loop item, a fetched output.
+
+    ``identity`` is set where the value alone does not say it (an argument put in the
+    object store); otherwise it is computed from ``value`` when a cache key needs it.
+    """
 
     value: Any
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
 class Ref:
-    """A step output still in the object store; ``step`` produced it."""
+    """A step output still in the object store: ``step``'s output ``output``."""
 
     ref: Any
     step: str
+    output: str
+    identity: str  # see raypipe.runtime.cache.output_identity
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,9 @@ class StepCall:
     inputs: dict[str, Any]  # plain values, ObjectRefs, CollectedRefs
     after: list[Any]  # report refs to wait for
     upstream: list[str]  # step names it depends on, for failure attribution
+    sources: dict[str, list[str]]  # input -> the "step/output"s its value came from
+    cache_key: str  # see raypipe.runtime.cache; unique to the run when the step is not cached
+    identities: dict[str, str]  # input -> the identity the key was computed from
 
 
 @dataclass(slots=True)
@@ -222,10 +235,13 @@ class Scheduler:
         fetch: Fetch,
         run_id: str,
         run_name: str,
+        identities: dict[str, str] | None = None,
         loop_window: int = DEFAULT_LOOP_WINDOW,
     ) -> None:
         self.spec, self.submit, self.fetch = spec, submit, fetch
         self.run_id, self.run_name, self.loop_window = run_id, run_name, loop_window
+        self._identities = identities or {}  # argument -> identity, where given
+        self._code: dict[str, str] = {}  # component key -> code digest
         self.records: dict[str, StepRecord] = {}
         self.outputs: dict[str, Value] = {}
         self.finished = False
@@ -259,7 +275,9 @@ class Scheduler:
     def start(self) -> None:
         """Submit everything that can run now."""
         assert self.spec.root.dag is not None
-        scope: dict[str, Value] = {n: Known(v) for n, v in self._arguments.items()}
+        scope: dict[str, Value] = {
+            n: Known(v, self._identities.get(n)) for n, v in self._arguments.items()
+        }
         root = _Frame(self, self.spec.root.dag, "", scope, [], self._root_done)
         root.advance()
 
@@ -292,7 +310,8 @@ class Scheduler:
 
     def _when_ready(self, refs: Collection[Any], callback: Callable[[], None]) -> None:
         """Call ``callback`` once every ref in ``refs`` is complete."""
-        pending = [r for r in refs if r in self._incomplete]
+        # Without repeats: a condition may read one output twice (an Elif re-reads its If).
+        pending = list(dict.fromkeys(r for r in refs if r in self._incomplete))
         if not pending:
             callback()
             return
@@ -341,9 +360,28 @@ class Scheduler:
             )
         raise AssertionError("absent values are not passed")
 
-    def _producers(self, value: Value) -> list[str]:
+    def _identity(self, value: Value) -> str:
+        """What a cache key sees of a value (see :mod:`raypipe.runtime.cache`)."""
+        if isinstance(value, Known):
+            return value.identity or value_identity(value.value)
         if isinstance(value, Ref):
-            return [value.step]
+            return value.identity
+        if isinstance(value, Collected):
+            parts = [self._identity(v) for v in value.items if not isinstance(v, Absent)]
+            return value_identity(parts)
+        raise AssertionError("absent values are not passed")
+
+    def _code_digest(self, key: str, component: ComponentSpec) -> str:
+        digest = self._code.get(key)
+        if digest is None:
+            assert component.python is not None
+            digest = self._code[key] = hashlib.sha256(decode_payload(component.python)).hexdigest()
+        return digest
+
+    def _producers(self, value: Value) -> list[str]:
+        """The outputs that made ``value``, as ``"step/output"``."""
+        if isinstance(value, Ref):
+            return [f"{value.step}/{value.output}"]
         if isinstance(value, Collected):
             return [s for v in value.items for s in self._producers(v)]
         return []
@@ -418,7 +456,21 @@ class Scheduler:
         if any(_absence(v) is not None for v in inputs.values()):
             self._decided(node, TaskState.UPSTREAM_FAILED)
             return
-        upstream = [p for v in inputs.values() for p in self._producers(v)]
+        sources = {k: self._producers(v) for k, v in inputs.items()}
+        upstream = [p.rpartition("/")[0] for found in sources.values() for p in found]
+        identities = {k: self._identity(v) for k, v in inputs.items()}
+        if task.options.cache:
+            key = step_key(
+                self._code_digest(task.component, component),
+                {
+                    "env": sorted(task.options.env.items()),
+                    "image": task.options.image,
+                    "packages": task.options.packages,
+                },
+                identities,
+            )
+        else:
+            key = unique_identity(self.run_id, path)
         call = StepCall(
             name=path,
             component_key=task.component,
@@ -427,6 +479,9 @@ class Scheduler:
             inputs={k: self._to_argument(v) for k, v in inputs.items()},
             after=after,
             upstream=list(dict.fromkeys(upstream)),
+            sources={k: found for k, found in sources.items() if found},
+            cache_key=key,
+            identities=identities,
         )
         output_refs, report = self.submit(call)
         self._incomplete.add(report)
@@ -439,7 +494,9 @@ class Scheduler:
             display_name=task.display_name,
             upstream=call.upstream,
         )
-        outputs: dict[str, Value] = {k: Ref(r, path) for k, r in output_refs.items()}
+        outputs: dict[str, Value] = {
+            k: Ref(r, path, k, output_identity(key, k)) for k, r in output_refs.items()
+        }
         frame.complete(name, outputs, [report])
 
     def _open(self, node: _Node, inputs: dict[str, Value], after: list[Any]) -> None:

@@ -16,15 +16,20 @@ Example (what the runner submits; not called directly):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import hashlib
+import json
 import linecache
 import os
+import sys
 import tempfile
 import time
 import traceback
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,9 +42,20 @@ from raypipe.dsl.control import FINAL_STATUS_TYPE, PipelineTaskFinalStatus
 from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
+from raypipe.runtime.cache import (
+    CachedOutput,
+    CacheEntry,
+    load_object,
+    lookup,
+    object_uri,
+    persist_object,
+    value_identity,
+    write_entry,
+)
 from raypipe.runtime.deadline import Deadline
 from raypipe.runtime.ledger import AttemptEntry, load_history, outcomes, save_history
 from raypipe.runtime.logs import AttemptLog, CapturedOutput, stored_tail
+from raypipe.runtime.metrics import collecting
 from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
 from raypipe.runtime.runfiles import STOP_FLAG, close_here, dump_path
 
@@ -64,6 +80,7 @@ class RunContext(NamedTuple):
     artifact_root: str
     scratch: str  # the run's scratch directory on each node (stop flag, timeout dumps)
     fail_fast: bool  # a failed step stops the run from starting new steps
+    tracking: bool = False  # steps describe their inputs for lineage and MLflow
 
 
 class StepPolicy(NamedTuple):
@@ -77,6 +94,7 @@ class StepPolicy(NamedTuple):
     env: tuple[tuple[str, str], ...]
     timeout: float | None = None
     runs_when_stopped: bool = False  # an exit task runs even after a cancel or a failure
+    persist: tuple[tuple[str, str], ...] = ()  # output (or "*") -> persistence mode
 
     @classmethod
     def from_options(cls, options: TaskOptions, *, runs_when_stopped: bool = False) -> StepPolicy:
@@ -88,7 +106,13 @@ class StepPolicy(NamedTuple):
             tuple(sorted(options.env.items())),
             options.timeout or None,  # 0 means no limit, as an unset timeout does
             runs_when_stopped,
+            tuple(sorted(options.persist.items())),
         )
+
+    def persistence(self, output: str) -> str:
+        """How ``output`` is persisted: none, background or sync."""
+        modes = dict(self.persist)
+        return modes.get(output) or modes.get("*") or "background"
 
     @property
     def records_attempts(self) -> bool:
@@ -106,18 +130,27 @@ class StepPolicy(NamedTuple):
         """A plain list for the task call, or None for the defaults (the common case)."""
         if self == _DEFAULT_POLICY:
             return None
-        return [*self[:4], [list(pair) for pair in self.env], self.timeout, self.runs_when_stopped]
+        return [
+            *self[:4],
+            [list(pair) for pair in self.env],
+            self.timeout,
+            self.runs_when_stopped,
+            [list(pair) for pair in self.persist],
+        ]
 
     @classmethod
     def from_wire(cls, wire: list[Any] | None) -> StepPolicy:
         if wire is None:
             return _DEFAULT_POLICY
-        retries, backoff_seconds, backoff_factor, backoff_max, env, timeout, always = wire
+        retries, backoff_seconds, backoff_factor, backoff_max, env, timeout, always, keep = wire
         pairs = tuple((k, v) for k, v in env)
-        return cls(retries, backoff_seconds, backoff_factor, backoff_max, pairs, timeout, always)
+        persist = tuple((k, v) for k, v in keep)
+        return cls(
+            retries, backoff_seconds, backoff_factor, backoff_max, pairs, timeout, always, persist
+        )
 
 
-_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None, False)
+_DEFAULT_POLICY = StepPolicy(0, 0.0, 2.0, 3600.0, (), None, False, ())
 
 
 class StepError(NamedTuple):
@@ -152,17 +185,30 @@ class StepReport(NamedTuple):
     node_id: str | None = None
     node_ip: str | None = None
     outputs: dict[str, Any] | None = None
+    # With tracking on: input name -> what the step read (see _describe_inputs), and the
+    # metric points it logged, as [name, value, step, timestamp].
+    inputs: dict[str, Any] | None = None
+    metrics: list[list[Any]] | None = None
 
     def to_wire(self) -> list[Any]:
         attempts = [
             [a.number, a.start, a.end, None if a.error is None else list(a.error)]
             for a in self.attempts
         ]
-        return [self.task, self.state, attempts, self.node_id, self.node_ip, self.outputs]
+        return [
+            self.task,
+            self.state,
+            attempts,
+            self.node_id,
+            self.node_ip,
+            self.outputs,
+            self.inputs,
+            self.metrics,
+        ]
 
     @classmethod
     def from_wire(cls, wire: list[Any]) -> StepReport:
-        task, state, attempts, node_id, node_ip, outputs = wire
+        task, state, attempts, node_id, node_ip, outputs, inputs, metrics = wire
         return cls(
             task,
             state,
@@ -173,6 +219,8 @@ class StepReport(NamedTuple):
             node_id,
             node_ip,
             outputs,
+            inputs,
+            metrics,
         )
 
 
@@ -209,15 +257,16 @@ def step_function(
     """
 
     def run_step(context: list[Any], /, *after: list[Any], **inputs: Any) -> Any:
-        run_id, pipeline, artifact_root, scratch, fail_fast, task, policy = context
+        *run, task, policy, cache = context
         *values, report = execute_step(
             component,
-            RunContext(run_id, pipeline, artifact_root, scratch, fail_fast),
+            RunContext(*run),
             task,
             StepPolicy.from_wire(policy),
             after,
             inputs,
             call,
+            None if cache is None else CacheUse(*cache),
         )
         # Ray with num_returns=1 stores the returned value itself, so no tuple then.
         return (*values, report.to_wire()) if values else report.to_wire()
@@ -319,11 +368,13 @@ def execute_step(
     after: tuple[list[Any], ...],
     inputs: Mapping[str, Any],
     call: Callable[..., Any] | None = None,
+    cache: CacheUse | None = None,
 ) -> list[Any]:
     """Run one step; return its outputs in declaration order, then its report.
 
     ``after`` holds the wire-form reports of the steps this one waits for; ``call`` is
-    what to call instead of the component's function (an actor component's instance).
+    what to call instead of the component's function (an actor component's instance);
+    ``cache`` says under which key the step may be reused and stored (None: never).
     """
     output_names = list(component.outputs)
     inputs = _with_collected_and_status(component, inputs)
@@ -338,6 +389,10 @@ def execute_step(
 
     node_id, node_ip = _node()
     store = _store(run.artifact_root)
+    if cache is not None and cache.lookup and not stopped:
+        entry = lookup(store, cache.key)
+        if entry is not None:
+            return _from_cache(entry, component, run, task, inputs, store, node_id, node_ip)
     func = call if call is not None else _function(component)
     staged = component.needs_staging and not store.is_local
     ledger = _Ledger(run, task, policy, node_id, node_ip) if policy.records_attempts else None
@@ -363,6 +418,7 @@ def execute_step(
                 else contextlib.nullcontext(tempfile.gettempdir()) as staging,
                 _environment(dict(policy.env)),
                 CapturedOutput(task, log),  # outside the deadline: an upload is not the step's
+                collecting() as metrics,
                 _deadline(run, task, policy, number),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))
@@ -386,10 +442,126 @@ def execute_step(
             number += 1
             continue
         attempts.append(Attempt(number, start, time.time(), None))
+        if cache is not None:
+            _persist(cache.key, component, run, task, policy, values, store)
         report = StepReport(
-            task, TaskState.SUCCEEDED.value, tuple(attempts), node_id, node_ip, summary
+            task,
+            TaskState.SUCCEEDED.value,
+            tuple(attempts),
+            node_id,
+            node_ip,
+            summary,
+            _describe_inputs(component, inputs) if run.tracking else None,
+            metrics or None,
         )
         return _with_report([values[name] for name in output_names], report)
+
+
+class CacheUse(NamedTuple):
+    """How a step uses the cache: its key, and whether it may be served from it."""
+
+    key: str
+    lookup: bool
+
+
+def _from_cache(
+    entry: CacheEntry,
+    component: ComponentRuntime,
+    run: RunContext,
+    task: str,
+    inputs: Mapping[str, Any],
+    store: ArtifactStore,
+    node_id: str,
+    node_ip: str,
+) -> list[Any]:
+    """The outputs an earlier execution persisted, and a CACHED report."""
+    values: dict[str, Any] = {}
+    for name, output in entry.outputs.items():
+        if output.kind == "object":
+            values[name] = load_object(store, output)
+        elif output.kind == "artifact":
+            values[name] = output.artifact
+        else:
+            values[name] = output.value
+    summary = {n: _summarise(values[n], spec) for n, spec in component.outputs.items()}
+    report = StepReport(
+        task,
+        TaskState.CACHED.value,
+        (),
+        node_id,
+        node_ip,
+        summary,
+        _describe_inputs(component, inputs) if run.tracking else None,
+        None,
+    )
+    return _with_report([values[name] for name in component.outputs], report)
+
+
+_PERSIST_POOL: ThreadPoolExecutor | None = None  # one background writer per worker process
+
+
+def _persist(
+    key: str,
+    component: ComponentRuntime,
+    run: RunContext,
+    task: str,
+    policy: StepPolicy,
+    values: Mapping[str, Any],
+    store: ArtifactStore,
+) -> None:
+    """Write what a cache hit needs: objects to files (now or in the background), then the
+    index entry. A step with an output that is never persisted is never a hit."""
+    global _PERSIST_POOL
+    modes = {name: policy.persistence(name) for name in component.outputs}
+    if "none" in modes.values():
+        return
+    outputs: dict[str, CachedOutput] = {}
+    files: list[str] = []  # outputs written to files: in-memory objects
+    for name, spec in component.outputs.items():
+        if spec.kind is IOKind.PARAMETER and _is_json(values[name]):
+            outputs[name] = CachedOutput(kind="parameter", value=values[name])
+        elif spec.kind is IOKind.ARTIFACT:
+            outputs[name] = CachedOutput(kind="artifact", artifact=values[name])
+        else:
+            files.append(name)
+
+    def finish() -> None:
+        try:
+            for name in files:
+                uri = object_uri(store, run.pipeline, run.run_id, task, name)
+                outputs[name] = persist_object(store, uri, values[name])
+            entry = CacheEntry(
+                key=key,
+                pipeline=run.pipeline,
+                run_id=run.run_id,
+                task=task,
+                created=time.time(),
+                outputs=outputs,
+            )
+            write_entry(store, entry)
+        except Exception as exc:  # the step succeeded; only its reuse is lost
+            print(  # lands in the worker's log, which Ray echoes to the driver
+                f"raypipe: {run.pipeline}.{task}: could not persist its outputs for the "
+                f"cache: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+
+    # The step's result stands even if this fails: only its reuse is lost, and said so.
+    if any(modes[name] == "sync" for name in component.outputs):
+        finish()
+        return
+    if _PERSIST_POOL is None:
+        _PERSIST_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raypipe-persist")
+    _PERSIST_POOL.submit(finish)
+
+
+def _is_json(value: Any) -> bool:
+    """Whether a parameter's value survives JSON (a dict may hold a set, say)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _not_run(task: str, output_names: list[str], blocked: FailedOutput) -> list[Any]:
@@ -641,6 +813,60 @@ def _returned_values(returned: Any, component: ComponentRuntime) -> dict[str, An
             value = float(value)
         values[name] = value
     return values
+
+
+_SCALARS = (str, int, float, bool, type(None))
+_MAX_PARAMETER_CHARS = 1024  # longer parameter values are described by digest and size
+
+
+def _describe_inputs(component: ComponentRuntime, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What the step read, for lineage and MLflow: plain values, cheap to send.
+
+    Parameters: ``{"value": v}`` when small, else ``{"digest", "size"}`` of their JSON;
+    artifacts: ``{"artifact": record}`` (or ``"artifacts"`` for a collected list);
+    objects: ``{"object": summary}``.
+    """
+    described: dict[str, Any] = {}
+    for name, value in inputs.items():
+        spec = component.inputs[name]
+        if spec.kind is IOKind.PARAMETER:
+            described[name] = _describe_parameter(value)
+        elif spec.kind is IOKind.ARTIFACT:
+            if isinstance(value, list):
+                described[name] = {"artifacts": [v for v in value if isinstance(v, ArtifactRecord)]}
+            elif isinstance(value, ArtifactRecord):
+                described[name] = {"artifact": value}
+            else:  # an artifact object given as a run argument
+                described[name] = {"artifact": None}
+        else:
+            described[name] = {"object": _summarise(value, _OBJECT_SPEC)}
+    return described
+
+
+def _describe_parameter(value: Any) -> dict[str, Any]:
+    if isinstance(value, _SCALARS) and not (
+        isinstance(value, str) and len(value) > _MAX_PARAMETER_CHARS
+    ):
+        return {"value": value}
+    if isinstance(value, PipelineTaskFinalStatus):
+        return {"value": dataclasses.asdict(value)}
+    try:
+        text = json.dumps(value, sort_keys=True, default=_artifact_json)
+    except (TypeError, ValueError):  # a list of arrays, say: described, never sent whole
+        return {"digest": value_identity(value)}
+    if len(text) <= _MAX_PARAMETER_CHARS:
+        return {"value": value}
+    return {"digest": hashlib.sha256(text.encode()).hexdigest(), "size": len(text)}
+
+
+def _artifact_json(value: Any) -> Any:
+    """JSON for artifact records inside a parameter (a collected list of artifacts)."""
+    if isinstance(value, ArtifactRecord):
+        return value.model_dump()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_OBJECT_SPEC = OutputSpec(type="object", kind=IOKind.OBJECT)
 
 
 def _summarise(value: Any, spec: OutputSpec) -> Any:
