@@ -6,14 +6,20 @@ Example:
     $ raypipe run addition.yaml --arg a=1 --arg b=2
     $ raypipe schema > raypipe-v1.schema.json
     $ raypipe logs 3f2a9c1e add-2
+    $ raypipe resume 3f2a9c1e...
+    $ raypipe replay 3f2a9c1e... train --pdb
+    $ raypipe cache explain 3f2a9c1e... train
     $ raypipe lineage sql "SELECT task, state FROM executions"
     $ raypipe lineage upstream /home/me/.raypipe/artifacts/p/3f2a9c1e/train/model
+    $ raypipe lineage export 3f2a9c1e... --format openlineage -o run.ndjson
     $ raypipe lineage compact
 
 Exit codes: 0 the run succeeded; 1 the run failed or was canceled; 2 the command, the
-pipeline or its arguments are wrong (nothing ran), or ``logs`` names an unknown run or task.
+pipeline or its arguments are wrong (nothing ran), or ``logs``, ``resume``, ``replay`` or
+``cache explain`` name an unknown run or task, or inputs that were not stored.
 ``lineage``: 0 done; 1 ``upstream``/``downstream`` found no step that wrote (read) the
-URI; 2 the root cannot be read or the SQL is wrong.
+URI; 2 the root cannot be read, the SQL is wrong, or ``export`` names a run the root does
+not hold.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineArgumentError, Problem, RaypipeError
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.logs import print_logs
+from raypipe.runtime.result import RunResult
 from raypipe.runtime.runner import run
 from raypipe.spec.arguments import parse_cli_value
 from raypipe.spec.compiler import compile_pipeline
@@ -96,7 +103,54 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not fail when no node has the resources a step asks for (autoscaling)",
     )
+    run_cmd.add_argument("--experiment", help="the MLflow experiment (default: the pipeline)")
+    run_cmd.add_argument(
+        "--no-tracking",
+        dest="tracking",
+        action="store_const",
+        const=False,
+        help="record nothing in MLflow or lineage (or RAYPIPE_TRACKING=0)",
+    )
+    run_cmd.add_argument(
+        "--no-cache", dest="cache", action="store_false", help="run every step, reuse nothing"
+    )
     run_cmd.set_defaults(handler=_run)
+
+    resume_cmd = commands.add_parser(
+        "resume",
+        help="finish a run whose driver died",
+        description="Finish run RUN_ID, started on this machine with this RAYPIPE_HOME, "
+        "whose driver died: steps it finished are reused, the others run.",
+    )
+    resume_cmd.add_argument("run_id", metavar="RUN_ID")
+    resume_cmd.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    resume_cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    resume_cmd.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    resume_cmd.set_defaults(handler=_resume)
+
+    replay_cmd = commands.add_parser(
+        "replay",
+        help="run one step of a past run again, here",
+        description="Run TASK of run RUN_ID again in this process with the inputs it had "
+        "(from the run's lineage and stored outputs), to debug it.",
+    )
+    replay_cmd.add_argument("run_id", metavar="RUN_ID")
+    replay_cmd.add_argument("task", metavar="TASK", help="e.g. train or for-loop-1[2]/train")
+    replay_cmd.add_argument("--pdb", action="store_true", help="stop in pdb at the step's start")
+    replay_cmd.set_defaults(handler=_replay)
+
+    cache_cmd = commands.add_parser("cache", help="the step cache")
+    cache_actions = cache_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    explain_cmd = cache_actions.add_parser(
+        "explain",
+        help="why a step was or was not served from the cache",
+        description="Compare TASK of RUN_ID with the closest earlier execution of the same "
+        "task: code, each input, options and switches.",
+    )
+    explain_cmd.add_argument("run_id", metavar="RUN_ID")
+    explain_cmd.add_argument("task", metavar="TASK")
+    explain_cmd.add_argument("--root", help="the lineage root (default: the configured one)")
+    explain_cmd.set_defaults(handler=_cache_explain)
 
     compile_cmd = commands.add_parser(
         "compile",
@@ -189,6 +243,27 @@ def _lineage_parser(commands: Any) -> None:
     executions_cmd.add_argument("--json", action="store_true", help="print rows as JSON")
     executions_cmd.set_defaults(handler=_lineage_executions)
 
+    export_cmd = add(
+        "export",
+        "write a run's lineage for other tools (OpenLineage)",
+        "Write the lineage of one run as OpenLineage run events, one JSON object per line "
+        "(what OpenLineage's file transport writes): a START and a COMPLETE, FAIL or ABORT "
+        "for the pipeline run and for each step, with the artifacts each step read and "
+        "wrote as datasets. To stdout, or to FILE with -o.",
+    )
+    export_cmd.add_argument("run_id", metavar="RUN_ID", help="the run's id (RunResult.run_id)")
+    export_cmd.add_argument(
+        "--format", required=True, choices=["openlineage"], help="the format (openlineage)"
+    )
+    export_cmd.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
+    export_cmd.add_argument(
+        "--namespace",
+        default="raypipe",
+        type=_namespace,
+        help="the OpenLineage namespace of the jobs (default: raypipe)",
+    )
+    export_cmd.set_defaults(handler=_lineage_export)
+
     compact_cmd = add(
         "compact",
         "merge small lineage files, losing nothing",
@@ -221,8 +296,39 @@ def _run(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         check_resources=args.check_resources,
         quiet=args.quiet,
+        experiment=args.experiment,
+        tracking=args.tracking,
+        cache=args.cache,
     )
-    if args.json:
+    return _report(result, as_json=args.json)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from raypipe.runtime.runner import resume
+
+    result = resume(args.run_id, address=args.address, quiet=args.quiet)
+    return _report(result, as_json=args.json)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from raypipe.replay import replay
+
+    replayed = replay(args.run_id, args.task, debug=args.pdb)
+    print(f"{args.task} of run {args.run_id} returned: {replayed.value!r}")
+    for name, artifact in replayed.outputs.items():
+        print(f"  output {name}: {artifact.path}")
+    return 0
+
+
+def _cache_explain(args: argparse.Namespace) -> int:
+    from raypipe.tracking.explain import explain
+
+    print(explain(args.run_id, args.task, root=args.root))
+    return 0
+
+
+def _report(result: RunResult, *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result.model_dump(mode="json", fallback=_describe), indent=2))
     else:
         print(result.summary())
@@ -299,6 +405,31 @@ def _lineage_executions(args: argparse.Namespace) -> int:
     names = ["task", "component", "state", "attempts", "start_time", "duration_s", "node_ip"]
     _print_rows(names, [[getattr(r, n) for n in names] for r in rows], as_json=False)
     return 0
+
+
+def _lineage_export(args: argparse.Namespace) -> int:
+    from raypipe.tracking.lineage import openlineage_events
+
+    events = openlineage_events(args.run_id, root=args.root, namespace=args.namespace)
+    lines = "".join(json.dumps(event, separators=(",", ":")) + "\n" for event in events)
+    if not args.output:
+        sys.stdout.write(lines)
+        return 0
+    try:
+        Path(args.output).write_text(lines, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(
+        f"wrote {len(events)} OpenLineage events of run {args.run_id} to {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _namespace(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _lineage_compact(args: argparse.Namespace) -> int:

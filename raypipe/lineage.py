@@ -15,6 +15,7 @@ Example:
     >>> raypipe.lineage.executions(run_id)                               # doctest: +SKIP
     >>> raypipe.lineage.runs_using("/data/raw.csv")                      # doctest: +SKIP
     >>> raypipe.lineage.compact()                                        # doctest: +SKIP
+    >>> raypipe.lineage.openlineage_events(run_id)                       # doctest: +SKIP
 """
 
 from raypipe.tracking.lineage import (
@@ -29,6 +30,7 @@ from raypipe.tracking.lineage import (
     connect,
     downstream,
     executions,
+    openlineage_events,
     runs_using,
     sql,
     upstream,
@@ -46,6 +48,7 @@ __all__ = [
     "connect",
     "downstream",
     "executions",
+    "openlineage_events",
     "runs_using",
     "sql",
     "upstream",

@@ -75,3 +75,17 @@ def test_replaying_what_is_not_a_step_is_an_error(tmp_path: Path) -> None:
     result = raypipe.run(replayable, tracking=False, observers=[LineageWriter(root)])
     with pytest.raises(ReplayError, match="no task 'nope'"):
         raypipe.replay(result.run_id, "nope", lineage_root=root)
+
+
+def test_the_command_line_replays_a_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raypipe.cli import main
+
+    root = tmp_path / "lineage"
+    result = raypipe.run(replayable, tracking=False, observers=[LineageWriter(str(root))])
+    monkeypatch.setenv("RAYPIPE_LINEAGE_ROOT", str(root))
+    assert main(["replay", result.run_id, "combine"]) == 0
+    out = capsys.readouterr().out
+    assert "combine of run" in out and "returned: 12.0" in out and "output note:" in out
+    assert main(["replay", result.run_id, "nope"]) == 2

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 import ray
+from mlflow import MlflowClient
 
 import raypipe
+import raypipe.tracking
 from raypipe import dsl
 
 _WAIT_S = 90.0  # waits for the subprocess to reach a point; never a timing assertion
@@ -55,7 +57,7 @@ _DRIVER = """
     from tests.test_resume import resumable
 
     ray.init(address=sys.argv[3], logging_level="ERROR")
-    handle = raypipe.submit(resumable, {"log": sys.argv[1], "gate": sys.argv[2]}, tracking=False)
+    handle = raypipe.submit(resumable, {"log": sys.argv[1], "gate": sys.argv[2]})
     print(json.dumps({"run_id": handle.run_id}), flush=True)
     handle.wait()
     print(json.dumps({"finished": True}), flush=True)
@@ -74,6 +76,9 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
 ) -> None:
     log, gate = tmp_path / "log.txt", tmp_path / "gate"
     log.touch()
+    # Create the MLflow store's schema first: a driver killed while MLflow migrates a new
+    # SQLite store would leave it half made, which is not what this test is about.
+    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
     env = {**os.environ, "RAYPIPE_HOME": str(raypipe_home), "RAYPIPE_QUIET": "1"}
     driver = subprocess.Popen(
         [
@@ -96,6 +101,8 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
         assert first, driver.stderr.read() if driver.stderr else "no output"
         run_id = json.loads(first)["run_id"]
         _wait_until(lambda: "gated-started" in log.read_text(), "the gated step to start")
+        # Lineage is written about every second: kill once the finished steps are in it.
+        _wait_until(lambda: len(_executions(run_id)) == 2, "lineage of the finished steps")
         driver.send_signal(signal.SIGKILL)
     finally:
         if driver.poll() is None:
@@ -104,7 +111,7 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
     assert log.read_text().split() == ["a", "b", "gated-started"]
 
     gate.touch()
-    result = raypipe.resume(run_id, tracking=False)
+    result = raypipe.resume(run_id)
     assert result.ok, result.error
     assert result.run_id == run_id and result.output == "abcd"
     states = {name: task.state.value for name, task in result.tasks.items()}
@@ -118,10 +125,36 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
     assert lines.count("a") == 1 and lines.count("b") == 1  # never ran again
     assert lines[-1] == "d"
 
+    # One MLflow run, continued and ended; lineage ends with every step, latest state last.
+    assert raypipe.tracking.flush(timeout=_WAIT_S)
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    parents = client.search_runs(
+        [client.get_experiment_by_name("resumable").experiment_id],
+        filter_string=f"tags.`raypipe.run_id` = '{run_id}'",
+    )
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["raypipe.resumed"] == "true"
+    assert _executions(run_id) == states
+    (status,) = raypipe.lineage.sql("SELECT status FROM runs WHERE run_id = ?", [run_id])[1]
+    assert status == ("SUCCEEDED",)
+
     with pytest.raises(raypipe.RunNotResumableError, match="already ended SUCCEEDED"):
         raypipe.resume(run_id, tracking=False)
+
+
+def _executions(run_id: str) -> dict[str, str]:
+    """Each step of the run in the lineage store, with its latest recorded state."""
+    _, rows = raypipe.lineage.sql(
+        "SELECT task, arg_max(state, recorded_at) FROM executions WHERE run_id = ? GROUP BY task",
+        [run_id],
+    )
+    return dict(rows)
 
 
 def test_resuming_an_unknown_run_says_where_it_looked(raypipe_home: Path) -> None:
     with pytest.raises(raypipe.RunNotResumableError, match="no manifest at .*nope"):
         raypipe.resume("nope")
+
+    from raypipe.cli import main
+
+    assert main(["resume", "nope"]) == 2

@@ -17,10 +17,18 @@ from __future__ import annotations
 
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.events import RunObserver
+from raypipe.tracking.explain import CacheExplanation, explain
 from raypipe.tracking.mlflow_tracker import MlflowTracker, find_mlflow_run
 from raypipe.tracking.mlflow_writer import flush
 
-__all__ = ["MlflowTracker", "default_observers", "find_mlflow_run", "flush"]
+__all__ = [
+    "CacheExplanation",
+    "MlflowTracker",
+    "default_observers",
+    "explain",
+    "find_mlflow_run",
+    "flush",
+]
 
 
 def default_observers(config: RuntimeConfig, *, experiment: str) -> list[RunObserver]:

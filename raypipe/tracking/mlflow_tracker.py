@@ -89,6 +89,7 @@ class _RunState:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     artifact_root: str = ""
     ended: bool = False
+    resumed: bool = False  # continues a run whose first driver died: reuse its MLflow runs
     # The event bus's thread that delivers this run's events: its close() is this run's.
     thread: int = field(default_factory=threading.get_ident)
 
@@ -143,7 +144,9 @@ class MlflowTracker:
         """Create the pipeline run's MLflow run (at once, so its id is soon known)."""
         experiment = self.experiment or event.experiment
         with self._lock:
-            self._runs[event.run_id] = _RunState(experiment, artifact_root=event.artifact_root)
+            self._runs[event.run_id] = _RunState(
+                experiment, artifact_root=event.artifact_root, resumed=event.resumed
+            )
         lane = self._lane_()
         lane.open_run(
             event.run_id,
@@ -168,7 +171,13 @@ class MlflowTracker:
         lane.submit(
             [
                 CreateRun(
-                    event.run_id, "", experiment, event.run_name, _ms(event.start_time), tags
+                    event.run_id,
+                    "",
+                    experiment,
+                    event.run_name,
+                    _ms(event.start_time),
+                    tags,
+                    reuse=event.resumed,
                 ),
                 *_batches(event.run_id, "", params=params, tags=extra_tags),
             ]
@@ -227,7 +236,15 @@ class MlflowTracker:
         for name, value in task.outputs.items():
             metrics.extend((k, v, _ms(end), 0) for k, v in numeric_leaves(name, value))
         records: list[Record] = [
-            CreateRun(event.run_id, key, state.experiment, task.name, _ms(_start(task)), tags),
+            CreateRun(
+                event.run_id,
+                key,
+                state.experiment,
+                task.name,
+                _ms(_start(task)),
+                tags,
+                reuse=state.resumed,
+            ),
             *_batches(
                 event.run_id,
                 key,

@@ -88,6 +88,7 @@ class CreateRun:
     name: str
     start_ms: int
     tags: dict[str, str]
+    reuse: bool = False  # a resumed run: continue the MLflow run its first driver created
 
 
 @dataclass(frozen=True)
@@ -493,7 +494,13 @@ class Lane:
             tags["mlflow.parentRunId"] = parent
         experiment_id = self._experiment_id(client, record.experiment)
         # A retried creation may have succeeded without our hearing so: look first.
-        run_id = self._find(client, experiment_id, record) if self._head_tries else None
+        look = self._head_tries or record.reuse
+        run_id = self._find(client, experiment_id, record) if look else None
+        if run_id is not None and record.reuse:
+            from mlflow.entities import RunTag
+
+            client.update_run(run_id, status="RUNNING")  # ended again when the run ends
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         if run_id is None:
             run = client.create_run(
                 experiment_id, start_time=record.start_ms, tags=tags, run_name=record.name

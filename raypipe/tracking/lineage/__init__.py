@@ -7,7 +7,8 @@ run, so concurrent runs never contend for a lock (:mod:`.store`). :class:`Lineag
 writes them (:mod:`.writer`); :func:`connect` gives a DuckDB connection with a view per
 table, and :func:`upstream`, :func:`downstream`, :func:`executions` and :func:`runs_using`
 answer the common questions (:mod:`.query`); :func:`compact` merges small files
-(:mod:`.compact`). Users reach this as ``raypipe.lineage``.
+(:mod:`.compact`); :func:`openlineage_events` exports a run as OpenLineage run events
+(:mod:`.openlineage`). Users reach this as ``raypipe.lineage``.
 
 Example:
     >>> import raypipe
@@ -20,6 +21,7 @@ Example:
 from raypipe.tracking.lineage.compact import CompactionReport, TableCompaction, compact
 from raypipe.tracking.lineage.errors import LineageError
 from raypipe.tracking.lineage.models import ExecutionRow, LineageRow, RunRow
+from raypipe.tracking.lineage.openlineage import openlineage_events
 from raypipe.tracking.lineage.query import (
     connect,
     downstream,
@@ -44,6 +46,7 @@ __all__ = [
     "connect",
     "downstream",
     "executions",
+    "openlineage_events",
     "runs_using",
     "sql",
     "upstream",

@@ -165,7 +165,10 @@ def step_rows(event: StepEnded, recorded_at: datetime) -> StepRows:
         "recorded_at": recorded_at,
     }
     for record in event.inputs:
-        rows.events.extend(_input_events(record, run_id, {**common, "time": task.start_time}))
+        started = {**common, "time": task.start_time}
+        for row in _input_events(record, run_id, started):
+            row["identity"] = record.identity
+            rows.events.append(row)
     for name, value in task.outputs.items():
         _output_rows(
             rows,
@@ -225,6 +228,7 @@ def _event(common: Row, direction: str, name: str, kind: str, position: int | No
         "object_type": None,
         "producer_execution_id": None,
         "producer_output": None,
+        "identity": None,
     }
 
 

@@ -136,6 +136,7 @@ EVENTS = pa.schema(
         pa.field("object_type", pa.string()),  # object: qualified type name
         pa.field("producer_execution_id", pa.string()),  # input: who wrote it, if a step did
         pa.field("producer_output", pa.string()),  # input: which output of that step
+        pa.field("identity", pa.string()),  # input: what the step's cache key saw of it
         pa.field("attempt", pa.int32()),  # the attempt that read or wrote it (the last)
         pa.field("node_id", pa.string()),
         pa.field("time", TIMESTAMP),  # input: when the step started; output: when it ended
