@@ -155,6 +155,20 @@ def test_cache_off_per_step_and_per_run(raypipe_home: Path, tmp_path: Path) -> N
     assert sorted(log.read_text().split()) == ["1", "1", "2", "2", "2", "3", "3"]
 
 
+def test_a_run_without_the_cache_stores_nothing(raypipe_home: Path) -> None:
+    @dsl.component(persist="sync")
+    def plain(x: int) -> int:
+        return x
+
+    @dsl.pipeline(name="nothing-stored")
+    def nothing_stored() -> int:
+        return plain(x=1).output
+
+    raypipe.run(nothing_stored, tracking=False, cache=False)
+    assert entries(raypipe_home) == []
+    assert states(raypipe.run(nothing_stored, tracking=False)) == {"plain": "SUCCEEDED"}
+
+
 def test_a_step_reading_an_uncached_step_misses(raypipe_home: Path) -> None:
     @dsl.component(cache=False)
     def now() -> float:

@@ -79,7 +79,12 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
     # Create the MLflow store's schema first: a driver killed while MLflow migrates a new
     # SQLite store would leave it half made, which is not what this test is about.
     MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
-    env = {**os.environ, "RAYPIPE_HOME": str(raypipe_home), "RAYPIPE_QUIET": "1"}
+    env = {
+        **os.environ,
+        "RAYPIPE_HOME": str(raypipe_home),
+        "RAYPIPE_QUIET": "1",
+        "RAYPIPE_TRACKING": "1",  # the test checks MLflow and lineage across the resume
+    }
     driver = subprocess.Popen(
         [
             sys.executable,
@@ -111,7 +116,7 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
     assert log.read_text().split() == ["a", "b", "gated-started"]
 
     gate.touch()
-    result = raypipe.resume(run_id)
+    result = raypipe.resume(run_id, tracking=True)
     assert result.ok, result.error
     assert result.run_id == run_id and result.output == "abcd"
     states = {name: task.state.value for name, task in result.tasks.items()}

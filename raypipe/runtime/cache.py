@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -129,10 +131,20 @@ def _entry_uri(store: ArtifactStore, key: str) -> str:
 
 def lookup(store: ArtifactStore, key: str) -> CacheEntry | None:
     """The entry for ``key``, or None if there is none or a file it names has gone."""
-    text = store.read_bytes(_entry_uri(store, key))
+    if store.is_local:  # the common miss costs one failed open, not a pyarrow.fs call
+        try:
+            with open(os.path.join(store.root, CACHE_DIR, key[:2], f"{key}.json"), "rb") as f:
+                text: bytes | None = f.read()
+        except FileNotFoundError:
+            return None
+    else:
+        text = store.read_bytes(_entry_uri(store, key))
     if text is None:
         return None
-    entry = CacheEntry.model_validate_json(text)
+    try:
+        entry = CacheEntry.model_validate_json(text)
+    except ValueError:  # being written right now (or damaged): not a hit
+        return None
     for output in entry.outputs.values():
         location = output.uri or (output.artifact.uri if output.artifact is not None else None)
         if location is not None and not store.exists(location):
@@ -140,9 +152,42 @@ def lookup(store: ArtifactStore, key: str) -> CacheEntry | None:
     return entry
 
 
-def write_entry(store: ArtifactStore, entry: CacheEntry) -> None:
-    """Publish ``entry`` (after its files are written): readers see all of it or nothing."""
-    store.write_bytes_atomic(_entry_uri(store, entry.key), entry.model_dump_json().encode())
+def write_entry(
+    store: ArtifactStore,
+    key: str,
+    pipeline: str,
+    run_id: str,
+    task: str,
+    outputs: dict[str, Any],
+) -> None:
+    """Publish the entry of ``key`` (after its files are written): readers see all of it or
+    nothing. ``outputs`` holds :class:`CachedOutput` s as plain dicts: this runs once per
+    step, so it skips building models (a lookup validates what it reads).
+    """
+    entry = {
+        "key": key,
+        "pipeline": pipeline,
+        "run_id": run_id,
+        "task": task,
+        "created": time.time(),
+        "outputs": outputs,
+    }
+    data = json.dumps(entry, separators=(",", ":")).encode()
+    if not store.is_local:
+        store.write_bytes_atomic(_entry_uri(store, key), data)
+        return
+    # Local roots: plain system calls, a few times cheaper than going through pyarrow.fs.
+    folder = os.path.join(store.root, CACHE_DIR, key[:2])
+    if folder not in _MADE:
+        os.makedirs(folder, exist_ok=True)
+        _MADE.add(folder)
+    # One write of the whole entry, no temporary file and rename: a reader that catches
+    # it half written sees invalid JSON, which lookup() takes for a miss.
+    with open(os.path.join(folder, f"{key}.json"), "wb") as handle:
+        handle.write(data)
+
+
+_MADE: set[str] = set()  # entry folders this process created
 
 
 def persist_object(store: ArtifactStore, uri: str, value: Any) -> CachedOutput:

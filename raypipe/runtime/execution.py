@@ -179,7 +179,7 @@ class Execution:
         self.arguments, self.run = arguments, run
         self.run_name, self.started = run_name, started
         self.events = events  # None when tracking is off: then no event is even built
-        self.cache = cache  # steps may be served from the cache (they are stored anyway)
+        self.cache = cache  # steps are stored in and served from the cache
         self.resuming = resuming  # a resumed run reuses every step it finished before
         self._on_end = on_end  # told the run's final status (marks its manifest ended)
         self.scheduler: Scheduler | None = None
@@ -232,10 +232,13 @@ class Execution:
     def _submit_step(self, step: ScheduledStep) -> tuple[dict[str, Any], Any]:
         """Submit one step the scheduler decided on; its report joins the pending ones."""
         call = self.prepared.calls[id(step.task)]
-        # Every step stores its outputs; a step with cache=False has a key unique to this
-        # run, so only a resume of this run may be served from it.
-        reuse = self.cache if step.task.options.cache else self.resuming
-        cache = [step.cache_key, reuse]
+        # With the cache on, every step stores its outputs; a step with cache=False has a key
+        # unique to this run, so only a resume of this run may be served from it. A run
+        # with cache=False neither reads nor writes the cache.
+        cache = None
+        if self.cache:
+            reuse = step.task.options.cache or self.resuming
+            cache = [step.cache_key, reuse]
         context = [*self.run, step.name, call.wire_policy, cache]
         pool = None if call.actor is None else self._pool(call.actor)
         refs = (call.submit if pool is None else pool).remote(context, *step.after, **step.inputs)

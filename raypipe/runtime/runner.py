@@ -110,8 +110,9 @@ def run(
         observers: more :class:`~raypipe.runtime.events.RunObserver` s to send the run's
             events to (they get them even with tracking off).
         cache: serve steps from the cache when an earlier execution had the same code,
-            options and inputs (steps with ``cache=False`` never are); False re-runs
-            every step. Results are stored for later runs either way.
+            options and inputs (steps with ``cache=False`` never are), and store each
+            step's outputs for later runs and for :func:`resume`; False runs every step
+            and stores nothing (so a resume of the run runs every step again).
 
     Raises:
         PipelineDefinitionError, PipelineArgumentError: before any step runs.

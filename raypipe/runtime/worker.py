@@ -22,14 +22,15 @@ import hashlib
 import json
 import linecache
 import os
+import queue
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,7 +44,6 @@ from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cache import (
-    CachedOutput,
     CacheEntry,
     load_object,
     lookup,
@@ -497,9 +497,6 @@ def _from_cache(
     return _with_report([values[name] for name in component.outputs], report)
 
 
-_PERSIST_POOL: ThreadPoolExecutor | None = None  # one background writer per worker process
-
-
 def _persist(
     key: str,
     component: ComponentRuntime,
@@ -509,50 +506,66 @@ def _persist(
     values: Mapping[str, Any],
     store: ArtifactStore,
 ) -> None:
-    """Write what a cache hit needs: objects to files (now or in the background), then the
-    index entry. A step with an output that is never persisted is never a hit."""
-    global _PERSIST_POOL
-    modes = {name: policy.persistence(name) for name in component.outputs}
-    if "none" in modes.values():
+    """Store what a cache hit needs: in-memory outputs to files, then the index entry.
+
+    ``sync`` outputs are stored before the step returns; otherwise everything happens on
+    the worker's background writer and this only queues it (about a microsecond). A step
+    with an output that is never persisted is never a hit.
+    """
+    modes = [policy.persistence(name) for name in component.outputs]
+    if "none" in modes:
         return
-    outputs: dict[str, CachedOutput] = {}
-    files: list[str] = []  # outputs written to files: in-memory objects
-    for name, spec in component.outputs.items():
-        if spec.kind is IOKind.PARAMETER and _is_json(values[name]):
-            outputs[name] = CachedOutput(kind="parameter", value=values[name])
-        elif spec.kind is IOKind.ARTIFACT:
-            outputs[name] = CachedOutput(kind="artifact", artifact=values[name])
-        else:
-            files.append(name)
+    job = (key, component, run, task, dict(values), store)
+    if "sync" in modes:
+        _store_for_cache(*job)
+    else:
+        _background_writer().put(job)
 
-    def finish() -> None:
-        try:
-            for name in files:
-                uri = object_uri(store, run.pipeline, run.run_id, task, name)
-                outputs[name] = persist_object(store, uri, values[name])
-            entry = CacheEntry(
-                key=key,
-                pipeline=run.pipeline,
-                run_id=run.run_id,
-                task=task,
-                created=time.time(),
-                outputs=outputs,
-            )
-            write_entry(store, entry)
-        except Exception as exc:  # the step succeeded; only its reuse is lost
-            print(  # lands in the worker's log, which Ray echoes to the driver
-                f"raypipe: {run.pipeline}.{task}: could not persist its outputs for the "
-                f"cache: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
 
+def _store_for_cache(
+    key: str,
+    component: ComponentRuntime,
+    run: RunContext,
+    task: str,
+    values: Mapping[str, Any],
+    store: ArtifactStore,
+) -> None:
     # The step's result stands even if this fails: only its reuse is lost, and said so.
-    if any(modes[name] == "sync" for name in component.outputs):
-        finish()
-        return
-    if _PERSIST_POOL is None:
-        _PERSIST_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raypipe-persist")
-    _PERSIST_POOL.submit(finish)
+    try:
+        outputs: dict[str, Any] = {}
+        for name, spec in component.outputs.items():
+            value = values[name]
+            if spec.kind is IOKind.PARAMETER and _is_json(value):
+                outputs[name] = {"kind": "parameter", "value": value}
+            elif spec.kind is IOKind.ARTIFACT:
+                outputs[name] = {"kind": "artifact", "artifact": value.model_dump(mode="json")}
+            else:
+                uri = object_uri(store, run.pipeline, run.run_id, task, name)
+                outputs[name] = persist_object(store, uri, value).model_dump(mode="json")
+        write_entry(store, key, run.pipeline, run.run_id, task, outputs)
+    except Exception as exc:
+        print(  # lands in the worker's log, which Ray echoes to the driver
+            f"raypipe: {run.pipeline}.{task}: could not persist its outputs for the "
+            f"cache: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+
+
+_WRITER: queue.SimpleQueue[Any] | None = None  # the worker process's background writer
+
+
+def _background_writer() -> queue.SimpleQueue[Any]:
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = queue.SimpleQueue()
+        writer = _WRITER
+
+        def drain() -> None:
+            while True:
+                _store_for_cache(*writer.get())
+
+        threading.Thread(target=drain, name="raypipe-persist", daemon=True).start()
+    return _WRITER
 
 
 def _is_json(value: Any) -> bool:
