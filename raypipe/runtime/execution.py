@@ -209,7 +209,9 @@ class Execution:
             for name, value in self.arguments.items()
         }
         # What cache keys see of in-memory arguments: their content, hashed once per run.
-        identities = {name: value_identity(self.arguments[name]) for name in objects}
+        identities = (
+            {name: value_identity(self.arguments[name]) for name in objects} if self.cache else {}
+        )
         self.scheduler = Scheduler(
             self.spec,
             arguments,
@@ -218,6 +220,7 @@ class Execution:
             run_id=self.run.run_id,
             run_name=self.run_name,
             identities=identities,
+            keys=self.cache,
         )
         try:
             self.scheduler.start()
@@ -454,7 +457,7 @@ class Execution:
             metrics=metrics,
             tracked=bool(metrics) or visual or track,
             # The key its outputs are stored under (unique to the run for cache=False).
-            cache_key=pending.cache_key if pending is not None else None,
+            cache_key=(pending.cache_key or None) if pending is not None else None,
         )
 
     def _post_end(self, result: RunResult) -> None:

@@ -236,11 +236,13 @@ class Scheduler:
         run_id: str,
         run_name: str,
         identities: dict[str, str] | None = None,
+        keys: bool = True,
         loop_window: int = DEFAULT_LOOP_WINDOW,
     ) -> None:
         self.spec, self.submit, self.fetch = spec, submit, fetch
         self.run_id, self.run_name, self.loop_window = run_id, run_name, loop_window
         self._identities = identities or {}  # argument -> identity, where given
+        self.keys = keys  # compute cache keys (a run without the cache needs none)
         self._code: dict[str, str] = {}  # component key -> code digest
         self.records: dict[str, StepRecord] = {}
         self.outputs: dict[str, Value] = {}
@@ -458,8 +460,10 @@ class Scheduler:
             return
         sources = {k: self._producers(v) for k, v in inputs.items()}
         upstream = [p.rpartition("/")[0] for found in sources.values() for p in found]
-        identities = {k: self._identity(v) for k, v in inputs.items()}
-        if task.options.cache:
+        identities = {k: self._identity(v) for k, v in inputs.items()} if self.keys else {}
+        if not self.keys:  # a run without the cache: no key is ever looked at
+            key = ""
+        elif task.options.cache:
             key = step_key(
                 self._code_digest(task.component, component),
                 {
@@ -495,7 +499,8 @@ class Scheduler:
             upstream=call.upstream,
         )
         outputs: dict[str, Value] = {
-            k: Ref(r, path, k, output_identity(key, k)) for k, r in output_refs.items()
+            k: Ref(r, path, k, output_identity(key, k) if key else "")
+            for k, r in output_refs.items()
         }
         frame.complete(name, outputs, [report])
 
