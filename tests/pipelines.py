@@ -124,3 +124,37 @@ def make_table(n: int) -> pa.Table:
 def table_facts(t: pa.Table) -> dict:
     buffer = t.column("x").chunks[0].buffers()[1]
     return {"sum": float(t.column("x").to_numpy().sum()), "mutable": buffer.is_mutable}
+
+
+# Lineage and OpenLineage tests: artifacts, an in-memory object, a collected list ---------
+
+
+@dsl.component
+def make_data(rows: int, data: Output[Dataset]) -> None:
+    with open(data.path, "w") as f:
+        f.write("\n".join(str(i) for i in range(rows)))
+    data.metadata["rows"] = rows
+
+
+@dsl.component
+def scale(data: Input[Dataset], factor: int, out: Output[Dataset]) -> float:
+    with open(data.path) as f:
+        values = [int(line) * factor for line in f.read().split()]
+    with open(out.path, "w") as f:
+        f.write("\n".join(map(str, values)))
+    return float(sum(values))
+
+
+@dsl.component
+def to_array(x: float) -> np.ndarray:
+    return np.full(4, x)
+
+
+@dsl.component
+def keep(data: Input[Dataset], total: float) -> float:
+    return total
+
+
+@dsl.component
+def count_files(files: list) -> int:
+    return len(files)

@@ -16,14 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 import raypipe
 from raypipe import dsl
 from raypipe.cli import main
-from raypipe.dsl import Dataset, Input, Output
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.events import InputRecord, RunEnded, RunStarted, StepEnded
 from raypipe.runtime.result import (
@@ -47,45 +45,15 @@ from raypipe.tracking.lineage import (
 )
 from raypipe.tracking.lineage.compact import merge, merge_tables
 from raypipe.tracking.lineage.store import LineageStore
+from tests.pipelines import count_files, keep, make_data, scale, to_array
 from tests.test_artifacts_remote import S3Server, s3  # noqa: F401  (the S3 fixture)
 
-# Components (module level, as users write them) ---------------------------------------
-
-
-@dsl.component
-def make_data(rows: int, data: Output[Dataset]) -> None:
-    with open(data.path, "w") as f:
-        f.write("\n".join(str(i) for i in range(rows)))
-    data.metadata["rows"] = rows
-
-
-@dsl.component
-def scale(data: Input[Dataset], factor: int, out: Output[Dataset]) -> float:
-    with open(data.path) as f:
-        values = [int(line) * factor for line in f.read().split()]
-    with open(out.path, "w") as f:
-        f.write("\n".join(map(str, values)))
-    return float(sum(values))
-
-
-@dsl.component
-def to_array(x: float) -> np.ndarray:
-    return np.full(4, x)
-
-
-@dsl.component
-def keep(data: Input[Dataset], total: float) -> float:
-    return total
+# Components (module level, as users write them); the shared ones are in tests.pipelines
 
 
 @dsl.component
 def pick_best(scores: list) -> float:
     return float(max(scores))
-
-
-@dsl.component
-def count_files(files: list) -> int:
-    return len(files)
 
 
 @dsl.component

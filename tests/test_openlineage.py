@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import attr
 import jsonschema
-import numpy as np
 import pytest
 from openlineage.client.facet_v2 import (
     dataset_version_dataset,
@@ -38,7 +37,6 @@ from openlineage.client.serde import Serde
 import raypipe
 from raypipe import dsl
 from raypipe.cli import main
-from raypipe.dsl import Dataset, Input, Output
 from raypipe.runtime.result import RunResult, RunStatus, TaskState
 from raypipe.tracking.lineage import LineageError, LineageWriter, openlineage_events
 from raypipe.tracking.lineage.openlineage import (
@@ -48,43 +46,13 @@ from raypipe.tracking.lineage.openlineage import (
     dataset_name,
     openlineage_run_id,
 )
+from tests.pipelines import count_files, keep, make_data, scale, to_array
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "openlineage" / "OpenLineage-2-0-2.json"
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
 PIPELINE = "ol-export"
 
 # Components (module level, as users write them) ---------------------------------------
-
-
-@dsl.component
-def make_data(rows: int, data: Output[Dataset]) -> None:
-    with open(data.path, "w") as f:
-        f.write("\n".join(str(i) for i in range(rows)))
-    data.metadata["rows"] = rows
-
-
-@dsl.component
-def scale(data: Input[Dataset], factor: int, out: Output[Dataset]) -> float:
-    with open(data.path) as f:
-        values = [int(line) * factor for line in f.read().split()]
-    with open(out.path, "w") as f:
-        f.write("\n".join(map(str, values)))
-    return float(sum(values))
-
-
-@dsl.component
-def to_array(x: float) -> np.ndarray:
-    return np.full(4, x)
-
-
-@dsl.component
-def keep(data: Input[Dataset], total: float) -> float:
-    return total
-
-
-@dsl.component
-def count_files(files: list) -> int:
-    return len(files)
 
 
 @dsl.component
