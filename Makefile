@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check raypipe tests benchmarks examples
-	$(BIN)/ruff format --check raypipe tests benchmarks examples
+	$(BIN)/ruff check raypipe tests benchmarks examples tools
+	$(BIN)/ruff format --check raypipe tests benchmarks examples tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

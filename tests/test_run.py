@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -130,6 +131,11 @@ def test_artifact_root_argument_overrides_the_default(tmp_path: Path) -> None:
     )
     assert metrics.metadata == {"accuracy": 0.75}
     assert model.type == "Model" and metrics.type == "Metrics"
+    # The cache entry goes under the same root (a file:// URI is not a relative path).
+    deadline = time.monotonic() + 60
+    while not list((root / ".raypipe-cache").glob("*/*.json")):
+        assert time.monotonic() < deadline, "no cache entry under the artifact root"
+        time.sleep(0.05)
 
 
 def test_artifact_pipeline_output_is_an_artifact_object_with_a_local_path() -> None:

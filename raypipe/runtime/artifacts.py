@@ -57,6 +57,12 @@ class ArtifactStore:
     def is_local(self) -> bool:
         return isinstance(self._fs, pafs.LocalFileSystem)
 
+    @property
+    def local_path(self) -> str:
+        """The root as a local filesystem path (a local root may be a ``file://`` URI)."""
+        assert self.is_local, f"{self.public_root} is not a local root"
+        return self._root_path or "/"
+
     def output_uri(self, pipeline: str, run_id: str, task: str, output: str) -> str:
         return self.uri(pipeline, run_id, task, output)
 

@@ -133,7 +133,7 @@ def lookup(store: ArtifactStore, key: str) -> CacheEntry | None:
     """The entry for ``key``, or None if there is none or a file it names has gone."""
     if store.is_local:  # the common miss costs one failed open, not a pyarrow.fs call
         try:
-            with open(os.path.join(store.root, CACHE_DIR, key[:2], f"{key}.json"), "rb") as f:
+            with open(os.path.join(store.local_path, CACHE_DIR, key[:2], f"{key}.json"), "rb") as f:
                 text: bytes | None = f.read()
         except FileNotFoundError:
             return None
@@ -177,7 +177,7 @@ def write_entry(
         store.write_bytes_atomic(_entry_uri(store, key), data)
         return
     # Local roots: plain system calls, a few times cheaper than going through pyarrow.fs.
-    folder = os.path.join(store.root, CACHE_DIR, key[:2])
+    folder = os.path.join(store.local_path, CACHE_DIR, key[:2])
     if folder not in _MADE:
         os.makedirs(folder, exist_ok=True)
         _MADE.add(folder)
