@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,9 @@ from raypipe.runtime.cache import load_object, lookup
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.manifest import RunManifest
 from raypipe.runtime.result import ArtifactRecord
+from raypipe.spec.graph import task_at
 from raypipe.spec.io import loads
-from raypipe.spec.models import ComponentSpec, DagSpec, PipelineSpec
+from raypipe.spec.models import ComponentSpec, PipelineSpec
 from raypipe.spec.packaging import decode_payload
 
 __all__ = ["ReplayError", "Replayed", "replay"]
@@ -56,9 +56,6 @@ class Replayed:
     value: Any
     inputs: dict[str, Any]
     outputs: dict[str, Artifact] = field(default_factory=dict)
-
-
-_ITERATION = re.compile(r"\[\d+\]$")
 
 
 def replay(
@@ -189,15 +186,11 @@ def _from_producer(store: ArtifactStore, key: str | None, output: str | None) ->
 
 
 def _component_at(spec: PipelineSpec, task: str) -> ComponentSpec:
-    """The component a step of a run ran: walk the path, dropping loop indexes."""
-    dag: DagSpec | None = spec.root.dag
-    component: ComponentSpec | None = None
-    for part in task.split("/"):
-        name = _ITERATION.sub("", part)
-        if dag is None or name not in dag.tasks:
-            raise ReplayError(f"{spec.name}: no task {task!r} (no {name!r} where it should be)")
-        component = spec.components[dag.tasks[name].component]
-        dag = component.dag
-    if component is None or component.python is None:
+    """The component a step of a run ran."""
+    found = task_at(spec, task)
+    if found is None:
+        raise ReplayError(f"{spec.name}: no task {task!r} in the pipeline")
+    component = spec.components[found.component]
+    if component.python is None:
         raise ReplayError(f"{spec.name}.{task}: not a Python step (a loop, a branch or a DAG)")
     return component

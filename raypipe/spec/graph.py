@@ -7,12 +7,15 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 from raypipe.spec.models import (
     Binding,
     ConditionExpr,
     Conjunction,
     DagSpec,
     Negation,
+    PipelineSpec,
     TaskFinalStatusBinding,
     TaskOutputBinding,
     TaskSpec,
@@ -22,6 +25,8 @@ from raypipe.spec.models import (
 __all__ = [
     "CycleError",
     "read_outputs",
+    "task_at",
+    "without_iterations",
     "task_bindings",
     "task_dependencies",
     "topological_order",
@@ -69,6 +74,31 @@ def task_dependencies(task: TaskSpec) -> list[str]:
     for name in task.after:
         seen[name] = None
     return list(seen)
+
+
+_ITERATION = re.compile(r"\[\d+\]")
+
+
+def without_iterations(path: str) -> str:
+    """A step's name in results without its loop indexes: the task path in the spec.
+
+    Example:
+        >>> without_iterations("for-loop-1[3]/condition-2/train")
+        'for-loop-1/condition-2/train'
+    """
+    return _ITERATION.sub("", path)
+
+
+def task_at(spec: PipelineSpec, path: str) -> TaskSpec | None:
+    """The task a step of a run ran (``"for-loop-1[3]/train"``), or None if there is none."""
+    dag: DagSpec | None = spec.root.dag
+    found: TaskSpec | None = None
+    for part in without_iterations(path).split("/"):
+        if dag is None or part not in dag.tasks:
+            return None
+        found = dag.tasks[part]
+        dag = spec.components[found.component].dag
+    return found
 
 
 def read_outputs(dag: DagSpec, task: str) -> set[str]:

@@ -13,20 +13,17 @@ Example:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.manifest import RunManifest
+from raypipe.spec.graph import task_at, without_iterations
 from raypipe.spec.io import loads
-from raypipe.spec.models import DagSpec, TaskSpec
 from raypipe.tracking.lineage.errors import LineageError
 from raypipe.tracking.lineage.query import connect
 
 __all__ = ["CacheExplanation", "explain"]
-
-_ITERATION = re.compile(r"\[\d+\]")
 
 
 @dataclass
@@ -95,7 +92,7 @@ def explain(run_id: str, task: str, *, root: str | None = None) -> CacheExplanat
               AND x.run_id <> ? AND x.start_time < ? AND x.state IN ('SUCCEEDED', 'CACHED')
             ORDER BY (x.task = ?) DESC, x.start_time DESC LIMIT 1
             """,
-            [pipeline, _ITERATION.sub("", task), run_id, started, task],
+            [pipeline, without_iterations(task), run_id, started, task],
         ).fetchone()
         if earlier is None:
             reasons.append(f"no earlier execution of {pipeline}.{task} to reuse")
@@ -170,21 +167,10 @@ def _switches(run_id: str, task: str) -> list[str]:
     if not manifest.cache:
         reasons.append("the run was started with cache=False")
     spec = loads(manifest.spec, source=f"run {run_id}")
-    found = _task_spec(spec.root.dag, spec, task)
+    found = task_at(spec, task)
     if found is not None and not found.options.cache:
         reasons.append("the step has cache=False, so it never reuses an earlier execution")
     return reasons
-
-
-def _task_spec(dag: DagSpec | None, spec: Any, task: str) -> TaskSpec | None:
-    found = None
-    for part in task.split("/"):
-        name = _ITERATION.sub("", part)
-        if dag is None or name not in dag.tasks:
-            return None
-        found = dag.tasks[name]
-        dag = spec.components[found.component].dag
-    return found
 
 
 def _short(digest: str | None) -> str:
