@@ -342,7 +342,7 @@ def test_loops_conditions_oneof_and_exit_handler_run(
     branches = {n: t.state for n, t in tasks.items() if "/condition-" in n}
     assert branches[f"exit-handler-1/{ran}"] == "SUCCEEDED"
     assert sorted(s.value for s in branches.values()) == ["SKIPPED", "SKIPPED", "SUCCEEDED"]
-    assert tasks["notify"].outputs["Output"] == "run: SUCCEEDED"
+    assert tasks["notify"].outputs["Output"] == "run: COMPLETE"
 
 
 def test_exit_task_runs_after_a_failure_and_sees_it() -> None:
@@ -493,7 +493,7 @@ def test_exit_handlers_nest_and_follow_each_other() -> None:
     assert outputs == {
         "exit-handler-1/notify-2": "inner: FAILED",
         "notify": "outer: FAILED",
-        "notify-3": "second: SUCCEEDED",
+        "notify-3": "second: COMPLETE",
     }
 
 

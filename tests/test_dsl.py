@@ -113,12 +113,12 @@ def test_var_args_are_rejected() -> None:
             return 1
 
 
-def test_bare_artifact_parameter_is_rejected_with_a_hint() -> None:
-    with pytest.raises(raypipe.ComponentDefinitionError, match=r"Input\[Dataset\] or Output"):
+def test_bare_artifact_parameter_is_an_input_as_in_kfp() -> None:
+    @dsl.component
+    def bare(d: Dataset) -> None:
+        pass
 
-        @dsl.component
-        def bare(d: Dataset) -> None:
-            pass
+    assert bare.inputs["d"].kind == "artifact" and bare.inputs["d"].type == "Dataset"
 
 
 def test_non_json_default_is_rejected() -> None:

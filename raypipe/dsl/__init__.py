@@ -35,10 +35,30 @@ from raypipe.dsl.control import (
 )
 from raypipe.dsl.interface import Input, Output
 from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.paths import InputPath, OutputPath
 from raypipe.dsl.pipeline import Pipeline, pipeline
+from raypipe.dsl.placeholders import (
+    PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER,
+    PIPELINE_JOB_ID_PLACEHOLDER,
+    PIPELINE_JOB_NAME_PLACEHOLDER,
+    PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
+    PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+    PIPELINE_ROOT_PLACEHOLDER,
+    PIPELINE_TASK_ID_PLACEHOLDER,
+    PIPELINE_TASK_NAME_PLACEHOLDER,
+)
+from raypipe.dsl.step_context import get_uri
 from raypipe.dsl.task import PipelineTask, TaskOutput
 
 __all__ = [
+    "PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER",
+    "PIPELINE_JOB_ID_PLACEHOLDER",
+    "PIPELINE_JOB_NAME_PLACEHOLDER",
+    "PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER",
+    "PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER",
+    "PIPELINE_ROOT_PLACEHOLDER",
+    "PIPELINE_TASK_ID_PLACEHOLDER",
+    "PIPELINE_TASK_NAME_PLACEHOLDER",
     "HTML",
     "Artifact",
     "ClassificationMetrics",
@@ -51,11 +71,13 @@ __all__ = [
     "ExitHandler",
     "If",
     "Input",
+    "InputPath",
     "Markdown",
     "Metrics",
     "Model",
     "OneOf",
     "Output",
+    "OutputPath",
     "ParallelFor",
     "Pipeline",
     "PipelineTask",
@@ -63,6 +85,7 @@ __all__ = [
     "TaskOptions",
     "TaskOutput",
     "component",
+    "get_uri",
     "pipeline",
 ]
 

@@ -54,8 +54,16 @@ class Artifact:
 
     @property
     def path(self) -> str:
-        """A local path to read or write; equals ``uri`` on a local artifact root."""
-        return self._path if self._path is not None else self.uri
+        """A local path to read or write; equals ``uri`` on a local artifact root.
+
+        Inside a running step, an artifact made from ``dsl.get_uri()`` gets a local path
+        the runtime stores when the step returns it.
+        """
+        if self._path is not None:
+            return self._path
+        from raypipe.dsl.step_context import local_path_of
+
+        return local_path_of(self.uri) or self.uri
 
     @path.setter
     def path(self, value: str) -> None:

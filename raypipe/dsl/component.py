@@ -19,13 +19,16 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
+from raypipe.dsl.calling import PathCall, uses_paths
 from raypipe.dsl.interface import (
     InputSpec,
+    IOKind,
     OutputSpec,
     describe_annotation,
     io_direction,
 )
 from raypipe.dsl.options import TaskOptions, parse_duration, parse_memory
+from raypipe.dsl.paths import OutputPath
 from raypipe.errors import ComponentDefinitionError
 
 if typing.TYPE_CHECKING:
@@ -109,6 +112,8 @@ class Component(BaseComponent):
     Attributes:
         name: the component name (the function name with ``_`` -> ``-``).
         python_func: the undecorated function, for unit tests.
+        entrypoint: what a step calls: ``python_func`` itself, or a
+            :class:`~raypipe.dsl.calling.PathCall` around it when it takes file paths.
         inputs / outputs: the typed interface read from the signature.
         options: default task options for every task of this component.
     """
@@ -128,9 +133,11 @@ class Component(BaseComponent):
                     "an actor component class defines __call__(self, ...) with typed inputs",
                     component=self.name,
                 )
-            self._inputs, self._outputs = _read_signature(call, self.name, localns, method=True)
+            self._inputs, self._outputs, _ = _read_signature(call, self.name, localns, method=True)
+            self.entrypoint: Callable[..., Any] = func
         else:
-            self._inputs, self._outputs = _read_signature(func, self.name, localns)
+            self._inputs, self._outputs, hints = _read_signature(func, self.name, localns)
+            self.entrypoint = PathCall.for_function(func, hints) if uses_paths(hints) else func
 
     @property
     def inputs(self) -> Mapping[str, InputSpec]:
@@ -162,7 +169,8 @@ def _read_signature(
     localns: dict[str, Any] | None = None,
     *,
     method: bool = False,
-) -> tuple[dict[str, InputSpec], dict[str, OutputSpec]]:
+) -> tuple[dict[str, InputSpec], dict[str, OutputSpec], dict[str, Any]]:
+    """The typed inputs and outputs of ``func``, and its resolved type hints."""
     try:
         hints = typing.get_type_hints(func, localns=localns, include_extras=True)
     except Exception as exc:  # NameError for unresolved forward references, mostly
@@ -191,12 +199,20 @@ def _read_signature(
             io_type = describe_annotation(annotation)
         except TypeError as exc:
             raise ComponentDefinitionError(str(exc), component=name, field=param.name) from exc
-        if io_direction(annotation) == "output":
+        if io_direction(annotation) == "output" or isinstance(annotation, OutputPath):
             if param.default is not param.empty:
                 raise ComponentDefinitionError(
-                    "an Output[...] parameter takes no default", component=name, field=param.name
+                    "an output parameter takes no default", component=name, field=param.name
                 )
-            outputs[param.name] = OutputSpec(**io_type.model_dump(), source="parameter")
+            if io_type.kind is IOKind.OBJECT:
+                raise ComponentDefinitionError(
+                    f"an output parameter is one artifact or parameter, not {io_type.describe()}",
+                    component=name,
+                    field=param.name,
+                )
+            # an OutputPath of a parameter type comes back from the call (see PathCall)
+            source = "parameter" if io_type.kind is IOKind.ARTIFACT else "return"
+            outputs[param.name] = OutputSpec(**io_type.model_dump(), source=source)
             continue
         has_default = param.default is not param.empty
         default = param.default if has_default else None
@@ -218,7 +234,7 @@ def _read_signature(
                 field=out_name,
             )
         outputs[out_name] = out_type
-    return inputs, outputs
+    return inputs, outputs, hints
 
 
 def _return_outputs(
@@ -247,7 +263,7 @@ def _return_outputs(
 
 def _output_spec(annotation: Any, component: str, field: str) -> OutputSpec:
     try:
-        io_type = describe_annotation(annotation, returned=True)
+        io_type = describe_annotation(annotation)
     except TypeError as exc:
         raise ComponentDefinitionError(str(exc), component=component, field=field) from exc
     return OutputSpec(**io_type.model_dump(), source="return")

@@ -292,7 +292,8 @@ class OneOf(Channel):
 class PipelineTaskFinalStatus:
     """How the block of an exit handler ended; annotate an exit task's parameter with it.
 
-    Fields follow KFP: ``state`` is ``SUCCEEDED``, ``FAILED`` or ``CANCELED``.
+    Fields follow KFP's backend: ``state`` is ``COMPLETE`` (the block succeeded),
+    ``FAILED`` or ``CANCELED``.
     """
 
     state: str

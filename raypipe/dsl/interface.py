@@ -24,11 +24,13 @@ from typing import Annotated, Any, Literal, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
+from raypipe.dsl.paths import InputPath, OutputPath
 
 __all__ = [
     "IOKind",
     "IOType",
     "Input",
+    "artifact_list_type",
     "InputSpec",
     "Output",
     "OutputSpec",
@@ -119,6 +121,22 @@ def io_direction(annotation: Any) -> Literal["input", "output"] | None:
     return None
 
 
+def artifact_list_type(annotation: Any) -> str | None:
+    """``"Dataset"`` for ``list[Dataset]``/``List[Dataset]``; None for anything else.
+
+    Example:
+        >>> from raypipe.dsl.artifacts import Dataset
+        >>> artifact_list_type(list[Dataset])
+        'Dataset'
+    """
+    if typing.get_origin(annotation) is not list:
+        return None
+    args = typing.get_args(annotation)
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], Artifact):
+        return args[0].__name__
+    return None
+
+
 def _type_name(annotation: Any) -> str:
     if annotation is Any:
         return "typing.Any"
@@ -132,18 +150,25 @@ def _type_name(annotation: Any) -> str:
     return repr(annotation).replace("typing.", "")
 
 
-def describe_annotation(annotation: Any, *, returned: bool = False) -> IOType:
+def describe_annotation(annotation: Any) -> IOType:
     """Classify a type annotation as a parameter, artifact or in-memory object.
 
-    ``returned`` marks a return annotation, where a bare artifact class (``-> Model``)
-    declares an artifact output.
+    An artifact class is an artifact input (KFP's pythonic form ``data: Dataset``) or,
+    as a return annotation (``-> Model``), an artifact output; a list of an artifact
+    class (``Input[List[Dataset]]``) is a list of artifacts, as ``dsl.Collected`` gives.
+    ``InputPath(T)``/``OutputPath(T)`` describe as ``T``.
 
     Raises:
         TypeError: for ``Input``/``Output`` around something that is not an artifact class.
     """
+    if isinstance(annotation, (InputPath, OutputPath)):
+        return describe_annotation(annotation.value_annotation())
     direction = io_direction(annotation)
     if direction is not None:
         inner = typing.get_args(annotation)[0]
+        listed = artifact_list_type(inner)
+        if listed is not None:
+            return IOType(kind=IOKind.OBJECT, type="list", annotation=f"list[{listed}]")
         if not (isinstance(inner, type) and issubclass(inner, Artifact)):
             raise TypeError(
                 f"{direction.capitalize()}[...] takes an artifact class "
@@ -153,12 +178,10 @@ def describe_annotation(annotation: Any, *, returned: bool = False) -> IOType:
     if typing.get_origin(annotation) is Annotated:
         return describe_annotation(typing.get_args(annotation)[0])
     if isinstance(annotation, type) and issubclass(annotation, Artifact):
-        if returned:
-            return IOType(kind=IOKind.ARTIFACT, type=annotation.__name__)
-        raise TypeError(
-            f"an artifact must be declared as Input[{annotation.__name__}] or "
-            f"Output[{annotation.__name__}]"
-        )
+        return IOType(kind=IOKind.ARTIFACT, type=annotation.__name__)
+    listed = artifact_list_type(annotation)
+    if listed is not None:
+        return IOType(kind=IOKind.OBJECT, type="list", annotation=f"list[{listed}]")
 
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):

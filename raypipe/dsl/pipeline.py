@@ -160,7 +160,7 @@ class Pipeline(BaseComponent):
     ) -> None:
         self._init_from_function(func, "pipeline", name, description)
         self.options = TaskOptions()
-        self._inputs, artifact_outputs = _read_signature(func, self.name, localns)
+        self._inputs, artifact_outputs, _ = _read_signature(func, self.name, localns)
         if artifact_outputs and any(o.source == "parameter" for o in artifact_outputs.values()):
             raise ComponentDefinitionError(
                 "a pipeline returns its outputs; it takes no Output[...] parameters",

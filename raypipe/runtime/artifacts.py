@@ -152,6 +152,10 @@ class ArtifactStore:
         path = self._path_of(record.uri) if self.is_local else None
         return cls(name=record.name, uri=record.uri, metadata=dict(record.metadata), path=path)
 
+    def step_files(self, task_uri: str, staging: Path) -> StepOutputFiles:
+        """The running step's view of its output location (``dsl.get_uri``)."""
+        return StepOutputFiles(self, task_uri, staging)
+
     def _path_of(self, uri: str) -> str:
         return self._locate(uri)[1]
 
@@ -167,6 +171,31 @@ class ArtifactStore:
                 return self._fs, self._root_path + base[len(self._base) :]
         filesystem, path = pafs.FileSystem.from_uri(_as_uri(uri))
         return filesystem, str(path)
+
+
+class StepOutputFiles:
+    """``dsl.get_uri`` and local paths for the artifacts a step builds and returns.
+
+    ``task_uri`` is the URI of the step's ``Output``; URIs under it get a local path:
+    the file itself on a local root, a staged file (uploaded on commit) on a remote one.
+    """
+
+    def __init__(self, store: ArtifactStore, task_uri: str, staging: Path) -> None:
+        self._store, self._task_uri, self._staging = store, task_uri, staging
+
+    def task_uri(self, suffix: str) -> str:
+        return f"{self._task_uri}/{suffix.lstrip('/')}" if suffix else self._task_uri
+
+    def local_path(self, uri: str) -> str | None:
+        if uri != self._task_uri and not uri.startswith(self._task_uri + "/"):
+            return None
+        if self._store.is_local:
+            local = self._store._path_of(uri)
+        else:
+            relative = uri[len(self._task_uri) :].lstrip("/")
+            local = str(self._staging / "returned" / "Output" / relative)
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        return local
 
 
 def content_digest(path: str) -> tuple[str | None, int | None]:

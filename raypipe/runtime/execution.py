@@ -199,6 +199,18 @@ class Execution:
 
     # -- submitting ---------------------------------------------------------------------
 
+    def _placeholder_values(self) -> dict[str, str]:
+        """The run-level values of ``dsl.PIPELINE_*_PLACEHOLDER``."""
+        created = self.started.astimezone(timezone.utc).isoformat()
+        return {
+            "pipeline_job_name": self.run_name,
+            "pipeline_job_resource_name": f"{self.spec.name}-{self.run.run_id}",
+            "pipeline_job_uuid": self.run.run_id,
+            "pipeline_job_create_time_utc": created,
+            "pipeline_job_schedule_time_utc": created,
+            "pipeline_root": self.run.artifact_root,
+        }
+
     def submit(self) -> None:
         """Submit every step that can start; if interrupted, cancel what was submitted."""
         import ray
@@ -221,6 +233,7 @@ class Execution:
             run_name=self.run_name,
             identities=identities,
             keys=self.cache,
+            placeholders=self._placeholder_values(),
         )
         try:
             self.scheduler.start()

@@ -24,10 +24,12 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from raypipe.dsl.placeholders import fill_placeholders, has_placeholder
 from raypipe.dsl.task import COMPARISONS
 from raypipe.runtime.cache import output_identity, step_key, unique_identity, value_identity
 from raypipe.runtime.result import TaskState
@@ -238,8 +240,12 @@ class Scheduler:
         identities: dict[str, str] | None = None,
         keys: bool = True,
         loop_window: int = DEFAULT_LOOP_WINDOW,
+        placeholders: Mapping[str, str] | None = None,
     ) -> None:
         self.spec, self.submit, self.fetch = spec, submit, fetch
+        # run-level values of dsl.PIPELINE_*_PLACEHOLDER (the task-level ones come per step)
+        self.placeholders = dict(placeholders or {})
+        self._placeholder_inputs: dict[int, list[str]] = {}  # id(task) -> inputs to fill
         self.run_id, self.run_name, self.loop_window = run_id, run_name, loop_window
         self._identities = identities or {}  # argument -> identity, where given
         self.keys = keys  # compute cache keys (a run without the cache needs none)
@@ -421,9 +427,14 @@ class Scheduler:
             # Wait for everything it waits for to end, however it ended; then run it. Its
             # inputs (a final status above all) are resolved only then: resolving fetches.
             def then_run() -> None:
-                ready_inputs = _with_defaults(
-                    task, component, {k: frame.resolve(b) for k, b in task.inputs.items()}
-                )
+                resolved = {k: frame.resolve(b) for k, b in task.inputs.items()}
+                for key, value in resolved.items():
+                    spec = component.inputs.get(key)
+                    # KFP's ignore_upstream_failure: an output that was never produced
+                    # leaves an optional input at its default
+                    if _absence(value) is not None and spec is not None and spec.optional:
+                        resolved[key] = Known(spec.default)
+                ready_inputs = _with_defaults(task, component, resolved)
                 self._dispatch(node, ready_inputs, [])
                 frame.advance()
 
@@ -458,6 +469,9 @@ class Scheduler:
         if any(_absence(v) is not None for v in inputs.values()):
             self._decided(node, TaskState.UPSTREAM_FAILED)
             return
+        to_fill = self._inputs_with_placeholders(task)
+        if to_fill:
+            inputs = self._fill_placeholders(node, inputs, to_fill)
         sources = {k: self._producers(v) for k, v in inputs.items()}
         upstream = [p.rpartition("/")[0] for found in sources.values() for p in found]
         identities = {k: self._identity(v) for k, v in inputs.items()} if self.keys else {}
@@ -626,17 +640,44 @@ class Scheduler:
 
         self._known([items_value], fetched)
 
+    def _inputs_with_placeholders(self, task: TaskSpec) -> list[str]:
+        """The inputs of ``task`` bound to constants holding a run-time placeholder."""
+        found = self._placeholder_inputs.get(id(task))
+        if found is None:
+            found = self._placeholder_inputs[id(task)] = [
+                name
+                for name, binding in task.inputs.items()
+                if isinstance(binding, ConstantBinding) and has_placeholder(binding.constant)
+            ]
+        return found
+
+    def _fill_placeholders(
+        self, node: _Node, inputs: dict[str, Value], names: list[str]
+    ) -> dict[str, Value]:
+        values = {
+            **self.placeholders,
+            "pipeline_task_name": node.name,
+            "pipeline_task_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.run_id}/{node.path}")),
+        }
+        filled = dict(inputs)
+        for name in names:
+            value = inputs[name]
+            if isinstance(value, Known) and isinstance(value.value, str):
+                filled[name] = Known(fill_placeholders(value.value, values))
+        return filled
+
     def _final_status(self, frame: _Frame, task: str) -> Value:
         """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
         refs = frame.leaves.get(task, [])
         reports = list(self._get(refs).values())
         # A failure outranks the cancellations it caused (fail-fast), which outrank success.
-        state, message = "SUCCEEDED", None
+        # Success is "COMPLETE", the KFP backend's word (pipelines compare against it).
+        state, message = "COMPLETE", None
         for report in reports:
             canceled = _is_cancel(report) or (
                 not _is_failure(report) and report[1] == TaskState.CANCELED.value
             )
-            if canceled and state == "SUCCEEDED":
+            if canceled and state == "COMPLETE":
                 state, message = "CANCELED", _failure_message(report)
             elif not canceled and (
                 _is_failure(report) or report[1] not in ("SUCCEEDED", "CACHED", "SKIPPED")
@@ -646,9 +687,11 @@ class Scheduler:
         return Known(
             {
                 "state": state,
-                "pipeline_job_resource_name": f"runs/{self.run_id}",
+                "pipeline_job_resource_name": self.placeholders.get(
+                    "pipeline_job_resource_name", f"{self.spec.name}-{self.run_id}"
+                ),
                 "pipeline_task_name": f"{frame.prefix}{task}",
-                "error_code": None if state == "SUCCEEDED" else 1,
+                "error_code": None if state == "COMPLETE" else 1,
                 "error_message": message,
             }
         )

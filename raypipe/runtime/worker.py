@@ -23,6 +23,7 @@ import json
 import linecache
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -39,9 +40,12 @@ import cloudpickle
 from pydantic import BaseModel, ConfigDict
 
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
+from raypipe.dsl.calling import NamedOutputs
+from raypipe.dsl.component import SINGLE_OUTPUT
 from raypipe.dsl.control import FINAL_STATUS_TYPE, PipelineTaskFinalStatus
 from raypipe.dsl.interface import InputSpec, IOKind, OutputSpec, check_value
 from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.step_context import step_files
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cache import (
     CacheEntry,
@@ -326,6 +330,7 @@ def _restore_location(func: Callable[..., Any], component: ComponentRuntime) -> 
     """Point tracebacks at the user's file and line (cloudpickle blanks the filename), and
     let them show source lines even where that file does not exist."""
     filename = component.filename
+    func = getattr(func, "__wrapped__", func)  # a PathCall's function
     if not filename or not isinstance(func, types.FunctionType):
         return
     func.__code__ = _renamed(func.__code__, filename)
@@ -769,9 +774,19 @@ def _call(
         spec = component.inputs[name]
         if spec.kind is IOKind.ARTIFACT and isinstance(value, ArtifactRecord):
             kwargs[name] = store.open_input(value, spec.type, staging)
-        elif spec.kind is IOKind.ARTIFACT and isinstance(value, Artifact):
-            kwargs[name] = value  # a run argument given as an artifact object
-        else:
+        elif spec.kind is IOKind.OBJECT and isinstance(value, list) and spec.annotation:
+            listed = _ARTIFACT_LIST.fullmatch(spec.annotation)  # Input[List[Dataset]]
+            kwargs[name] = (
+                [
+                    store.open_input(v, listed.group(1), staging)
+                    if isinstance(v, ArtifactRecord)
+                    else v
+                    for v in value
+                ]
+                if listed
+                else value
+            )
+        else:  # a parameter, an object, or an artifact object given as a run argument
             kwargs[name] = value
     output_artifacts: dict[str, Artifact] = {}
     for name, out_spec in component.outputs.items():
@@ -780,29 +795,40 @@ def _call(
             output_artifacts[name] = store.new_output(
                 ARTIFACT_TYPES.get(out_spec.type, Artifact), name, uri, staging
             )
-    returned = func(**kwargs, **output_artifacts)
-    values = _returned_values(returned, component)
-    summary: dict[str, Any] = {}
-    for name, out_spec in component.outputs.items():
-        if out_spec.source == "parameter":
-            values[name] = store.commit_output(output_artifacts[name])
-        elif isinstance(values[name], Artifact):  # an artifact object the function returned
-            values[name] = store.commit_output(values[name])
-        summary[name] = _summarise(values[name], out_spec)
+    task_uri = store.output_uri(run.pipeline, run.run_id, task, SINGLE_OUTPUT)
+    with step_files(store.step_files(task_uri, staging)):
+        returned = func(**kwargs, **output_artifacts)
+        values = _returned_values(returned, component)
+        summary: dict[str, Any] = {}
+        for name, out_spec in component.outputs.items():
+            if out_spec.source == "parameter":
+                values[name] = store.commit_output(output_artifacts[name])
+            elif isinstance(values[name], Artifact):  # an artifact the function returned
+                values[name].name = values[name].name or name
+                values[name] = store.commit_output(values[name])
+            summary[name] = _summarise(values[name], out_spec)
     return values, summary
+
+
+_ARTIFACT_LIST = re.compile(r"(?:list|List)\[(\w+)\]")
 
 
 def _returned_values(returned: Any, component: ComponentRuntime) -> dict[str, Any]:
     names = [n for n, s in component.outputs.items() if s.source == "return"]
     if not names:
-        if returned is not None:
+        if returned is not None and returned != NamedOutputs():
             raise StepOutputError(
                 f"returned a {type(returned).__name__} but declares no return type; "
                 "annotate the return type or return None"
             )
         return {}
-    if names == ["Output"]:
-        raw = {"Output": returned}
+    if isinstance(returned, NamedOutputs):  # a PathCall: return values and OutputPath files
+        missing = sorted(set(names) - set(returned))
+        if missing:
+            raise StepOutputError(f"produced no value for {', '.join(missing)}")
+        raw = {n: returned[n] for n in names}
+    elif names == [SINGLE_OUTPUT]:
+        raw = {SINGLE_OUTPUT: returned}
     else:
         if not isinstance(returned, tuple) or len(returned) != len(names):
             raise StepOutputError(

@@ -154,7 +154,9 @@ class _Compiler:
                 description=component.description,
                 inputs=dict(component.inputs),
                 outputs=dict(component.outputs),
-                python=package_function(component.python_func, component=component.name),
+                python=package_function(
+                    component.python_func, component=component.name, call=component.entrypoint
+                ),
             )
         else:
             raise TypeError(f"cannot compile {component!r}")

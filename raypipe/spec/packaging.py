@@ -36,15 +36,18 @@ __all__ = ["PYTHON_VERSION", "decode_payload", "package_function"]
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def package_function(func: Callable[..., Any], *, component: str) -> PythonFunctionSpec:
-    """Source and portable payload of ``func``.
+def package_function(
+    func: Callable[..., Any], *, component: str, call: Callable[..., Any] | None = None
+) -> PythonFunctionSpec:
+    """Source of ``func`` and a portable payload of ``call`` (default: ``func`` itself),
+    what a step calls (a :class:`~raypipe.dsl.calling.PathCall` around ``func``, say).
 
     Raises:
         ComponentDefinitionError: the function (or a global it uses) cannot be serialised.
     """
     try:
         with _user_modules_by_value():
-            payload = cloudpickle.dumps(func)
+            payload = cloudpickle.dumps(func if call is None else call)
     except Exception as exc:  # pickling raises many types; all mean "not portable"
         reason = _unpicklable_global(func) or f"{type(exc).__name__}: {exc}"
         raise ComponentDefinitionError(
