@@ -311,11 +311,12 @@ def test_unknown_component_and_missing_output_binding_are_reported(tmp_path: Pat
     assert "declared output is not bound" in str(error)
 
 
-def test_kfp_pipeline_spec_is_recognised_and_refused_clearly(tmp_path: Path) -> None:
-    kfp = Path(__file__).parents[2] / "shared" / "kfp" / "pipelines" / "add_numbers.yaml"
-    text = kfp.read_text() if kfp.exists() else "pipelineInfo: {name: x}\ndeploymentSpec: {}\n"
-    error = _load_error(tmp_path, text)
-    assert "Kubeflow Pipelines PipelineSpec" in str(error)
+def test_kfp_pipeline_spec_is_recognised_and_converted() -> None:
+    kfp = Path(__file__).parent / "data" / "kfp" / "pipelines" / "add_numbers.yaml"
+    spec = raypipe.load(kfp)
+    assert spec.name == "add-numbers" and list(spec.inputs) == ["a", "b"]
+    python = spec.components["add-numbers"].python
+    assert python is not None and "def add_numbers(" in (python.source or "")
 
 
 def test_missing_file_is_a_load_error(tmp_path: Path) -> None:

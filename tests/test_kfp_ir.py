@@ -84,8 +84,14 @@ def test_json_form_converts_like_yaml() -> None:
 # -- focused examples, written by hand in KFP's shape -------------------------------------
 
 
-def _executor(function: str) -> dict[str, Any]:
-    source = f"\ndef {function}(x):\n    return x\n"
+def _executor(function: str, component: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A KFP executor whose embedded function has the component's interface."""
+    component = component or {}
+    names = list((component.get("inputDefinitions") or {}).get("parameters") or {})
+    outputs = (component.get("outputDefinitions") or {}).get("parameters") or {}
+    returns = " -> typing.Any" if "Output" in outputs else ""
+    signature = ", ".join(f"{n}: typing.Any" for n in names)
+    source = f"import typing\n\ndef {function}({signature}){returns}:\n    return None\n"
     return {
         "container": {
             "image": "python:3.11",
@@ -104,7 +110,9 @@ def _pipeline(
         "pipelineInfo": {"name": "demo"},
         "root": root,
         "components": components,
-        "deploymentSpec": {"executors": {f"exec-{f}": _executor(f) for f in executors}},
+        "deploymentSpec": {
+            "executors": {f"exec-{f}": _executor(f, components.get(f"comp-{f}")) for f in executors}
+        },
         "schemaVersion": "2.1.0",
         "sdkVersion": "kfp-2.17.3",
     }

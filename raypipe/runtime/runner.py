@@ -348,6 +348,27 @@ def _python_tasks(spec: PipelineSpec) -> list[tuple[str, TaskSpec, ComponentSpec
     return found
 
 
+def _finishing_components(spec: PipelineSpec) -> set[str]:
+    """Components used inside a DAG task that runs however its upstream ended (an exit
+    task that is a pipeline): their steps run even after the run stopped."""
+    found: set[str] = set()
+
+    def enter(key: str) -> None:
+        if key in found:
+            return
+        found.add(key)
+        dag = spec.components[key].dag
+        for task in (dag.tasks if dag is not None else {}).values():
+            enter(task.component)
+
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values())]
+    for dag in dags:
+        for task in (dag.tasks if dag is not None else {}).values():
+            if task.trigger == "all_done":
+                enter(task.component)
+    return found
+
+
 def _check_python_versions(spec: PipelineSpec) -> None:
     problems = [
         Problem(
@@ -443,6 +464,7 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
     runtimes: dict[str, ComponentRuntime] = {}
     calls: dict[int, StepCall] = {}
     requests: dict[ResourceRequest, list[str]] = {}
+    finishing = _finishing_components(spec)
     for label, task, component in _python_tasks(spec):
         runtime = runtimes.get(task.component)
         if runtime is None:
@@ -461,7 +483,10 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
             )
         name = label.rpartition("/")[2]
         ray_options = _ray_options(name, component, task.options)
-        policy = StepPolicy.from_options(task.options, runs_when_stopped=task.trigger == "all_done")
+        policy = StepPolicy.from_options(
+            task.options,
+            runs_when_stopped=task.trigger == "all_done" or task.component in finishing,
+        )
         if task.options.actor:
             calls[id(task)] = StepCall(
                 task,

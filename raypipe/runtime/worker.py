@@ -305,6 +305,10 @@ class FailedOutput:
     canceled: bool = False
 
 
+class StepExitError(RuntimeError):
+    """The step's function called ``sys.exit`` with a failure code."""
+
+
 class StepOutputError(TypeError):
     """The function returned something that does not match its declared outputs."""
 
@@ -383,6 +387,8 @@ def execute_step(
     """
     output_names = list(component.outputs)
     inputs = _with_collected_and_status(component, inputs)
+    if policy.runs_when_stopped:
+        inputs = _defaults_for_missing(component, inputs)
     blocked = _blocked_by(after, inputs)
     stopped = (  # canceled, or failed fast
         blocked is None and not policy.runs_when_stopped and is_closed_fast(run.scratch)
@@ -711,6 +717,21 @@ def _fetch_collected(items: list[Any]) -> Any:
     return values
 
 
+def _defaults_for_missing(
+    component: ComponentRuntime, inputs: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """For a step that runs however its upstream ended (KFP's ``ignore_upstream_failure``,
+    exit tasks): an optional input whose producer failed takes its default."""
+    if not any(isinstance(v, FailedOutput) for v in inputs.values()):
+        return inputs
+    return {
+        name: component.inputs[name].default
+        if isinstance(value, FailedOutput) and component.inputs[name].optional
+        else value
+        for name, value in inputs.items()
+    }
+
+
 def _blocked_by(after: tuple[list[Any], ...], inputs: Mapping[str, Any]) -> FailedOutput | None:
     """Why this step must not run: an upstream step failed, or was canceled; else None.
 
@@ -781,7 +802,7 @@ def _call(
                     store.open_input(v, listed.group(1), staging)
                     if isinstance(v, ArtifactRecord)
                     else v
-                    for v in value
+                    for v in _flat(value)  # a list of artifacts is flat, even from nested loops
                 ]
                 if listed
                 else value
@@ -797,7 +818,12 @@ def _call(
             )
     task_uri = store.output_uri(run.pipeline, run.run_id, task, SINGLE_OUTPUT)
     with step_files(store.step_files(task_uri, staging)):
-        returned = func(**kwargs, **output_artifacts)
+        try:
+            returned = func(**kwargs, **output_artifacts)
+        except SystemExit as exc:  # KFP components fail with sys.exit(1); keep the worker
+            if exc.code not in (None, 0):
+                raise StepExitError(f"the step called sys.exit({exc.code!r})") from exc
+            returned = None
         values = _returned_values(returned, component)
         summary: dict[str, Any] = {}
         for name, out_spec in component.outputs.items():
@@ -806,8 +832,37 @@ def _call(
             elif isinstance(values[name], Artifact):  # an artifact the function returned
                 values[name].name = values[name].name or name
                 values[name] = store.commit_output(values[name])
+            elif out_spec.kind is IOKind.ARTIFACT and isinstance(values[name], (str, bytes)):
+                # KFP's older form: the returned text is the artifact's content
+                values[name] = store.commit_output(
+                    _written_artifact(store, run, task, name, out_spec, values[name], staging)
+                )
             summary[name] = _summarise(values[name], out_spec)
     return values, summary
+
+
+def _written_artifact(
+    store: ArtifactStore,
+    run: RunContext,
+    task: str,
+    name: str,
+    spec: OutputSpec,
+    content: str | bytes,
+    staging: Path,
+) -> Artifact:
+    uri = store.output_uri(run.pipeline, run.run_id, task, name)
+    artifact = store.new_output(ARTIFACT_TYPES.get(spec.type, Artifact), name, uri, staging)
+    with open(artifact.path, "wb") as f:
+        f.write(content.encode() if isinstance(content, str) else content)
+    return artifact
+
+
+def _flat(values: list[Any]) -> Iterator[Any]:
+    for value in values:
+        if isinstance(value, list):
+            yield from _flat(value)
+        else:
+            yield value
 
 
 _ARTIFACT_LIST = re.compile(r"(?:list|List)\[(\w+)\]")

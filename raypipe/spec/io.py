@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import Problem, SpecLoadError
 from raypipe.spec.compiler import compile_pipeline
+from raypipe.spec.kfp import convert, is_kfp_spec
 from raypipe.spec.models import PipelineSpec
 from raypipe.spec.validate import validate_spec
 
@@ -78,6 +79,8 @@ def compile(pipeline: Pipeline | PipelineSpec, path: PathLike | None = None) -> 
 def load(path: PathLike) -> PipelineSpec:
     """Read a compiled pipeline (YAML or JSON) and check it; ``raypipe.run`` accepts the result.
 
+    A Kubeflow Pipelines PipelineSpec (compiled by the KFP SDK) is converted to raypipe's IR.
+
     Raises:
         SpecLoadError: the file is malformed or inconsistent; every problem names its path
             in the document (and line).
@@ -95,23 +98,21 @@ def load(path: PathLike) -> PipelineSpec:
 def loads(text: str, *, source: str = "<string>") -> PipelineSpec:
     """Like :func:`load`, from a string."""
     try:
-        document = yaml.safe_load(text)
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise SpecLoadError([Problem(f"not valid YAML or JSON: {exc}")], source=source) from exc
+    if documents and is_kfp_spec(documents[0]):
+        # KFP's compiler writes the PipelineSpec, then optionally its platform spec
+        return convert(documents, source=source).spec
+    if len(documents) > 1:
+        raise SpecLoadError(
+            [Problem(f"expected one YAML document, got {len(documents)}")], source=source
+        )
+    document = documents[0] if documents else None
     lines = _line_index(text)
     if not isinstance(document, dict):
         raise SpecLoadError(
             [Problem(f"expected a mapping at the top, got {type(document).__name__}")],
-            source=source,
-        )
-    if "pipelineInfo" in document and "deploymentSpec" in document:
-        raise SpecLoadError(
-            [
-                Problem(
-                    "this is a Kubeflow Pipelines PipelineSpec; loading KFP IR is not "
-                    "supported yet (raypipe loads its own raypipe/v1 format)"
-                )
-            ],
             source=source,
         )
     try:

@@ -36,11 +36,13 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 
 from raypipe.dsl.artifacts import ARTIFACT_TYPES
+from raypipe.dsl.component import Component
 from raypipe.dsl.control import ANY_OBJECT, FINAL_STATUS_TYPE
 from raypipe.dsl.interface import InputSpec, IOKind, IOType, OutputSpec
 from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_memory
 from raypipe.errors import Problem, SpecLoadError
 from raypipe.spec.kfp import cel
+from raypipe.spec.kfp.python_executor import KfpProgramError, pip_packages, python_function_spec
 from raypipe.spec.models import (
     Binding,
     Comparison,
@@ -55,7 +57,6 @@ from raypipe.spec.models import (
     OutputRef,
     PipelineInputBinding,
     PipelineSpec,
-    PythonFunctionSpec,
     TaskFinalStatusBinding,
     TaskOutputBinding,
     TaskSpec,
@@ -63,16 +64,12 @@ from raypipe.spec.models import (
 from raypipe.spec.validate import validate_spec
 
 __all__ = [
-    "KFP_MODULE",
     "KfpConversion",
     "KfpExecutor",
     "KfpPlaceholder",
     "convert",
     "is_kfp_spec",
 ]
-
-KFP_MODULE = "kfp"
-"""``python.module`` of every converted executor component: marks it as a KFP executor."""
 
 _PARAMETER_TYPES = {
     "STRING": "str",
@@ -263,6 +260,7 @@ class _Converter:
         self.names = self._component_names()
         self.kfp_names = {v: k for k, v in self.names.items()}
         self.executors: dict[str, KfpExecutor] = {}
+        self.executors_by_label: dict[str, KfpExecutor] = {}
         self.loop_bodies: set[str] = set()
         self.placeholders: list[KfpPlaceholder] = []
 
@@ -368,14 +366,63 @@ class _Converter:
         if executor is None or len(self.problems) > problems_before:
             return None
         self.executors[self.names.get(kfp_name, kfp_name)] = executor
-        python = PythonFunctionSpec(
-            name=executor.function_name or label,
-            module=KFP_MODULE,
-            source=executor.function_source,
-            payload="",
-            python="",
-        )
-        return ComponentSpec(inputs=inputs, outputs=outputs, python=python)
+        self.executors_by_label[label] = executor
+        users = ", ".join(self._tasks_using_executor(label)) or "no task"
+        if executor.function_source is None or executor.function_name is None:
+            self.problem(
+                f"container executors are not supported yet (used by {users})",
+                path=f"deploymentSpec.executors.{label}",
+            )
+            return None
+        try:
+            python, made = python_function_spec(
+                executor.function_source, executor.function_name, label=label
+            )
+        except KfpProgramError as exc:
+            self.problem(f"{exc} (used by {users})", path=f"deploymentSpec.executors.{label}")
+            return None
+        agreed = self._agreed_outputs(kfp_name, inputs, outputs, made, users)
+        if agreed is None:
+            return None
+        return ComponentSpec(inputs=inputs, outputs=agreed, python=python)
+
+    def _agreed_outputs(
+        self,
+        kfp_name: str,
+        inputs: Mapping[str, InputSpec],
+        outputs: Mapping[str, OutputSpec],
+        made: Component,
+        users: str,
+    ) -> dict[str, OutputSpec] | None:
+        """The IR's outputs, each taken from where the function gives it (a return value,
+        an ``Output[...]`` or an ``OutputPath``), once the function agrees with the IR."""
+        path = f"components.{kfp_name}"
+        problems = len(self.problems)
+        for kind, declared, read in (
+            ("inputs", inputs, made.inputs),
+            ("outputs", outputs, made.outputs),
+        ):
+            if set(declared) != set(read):
+                self.problem(
+                    f"the function's {kind} ({', '.join(sorted(read)) or 'none'}) differ from "
+                    f"the IR's ({', '.join(sorted(declared)) or 'none'}) (used by {users})",
+                    path=path,
+                )
+                continue
+            for name, spec in declared.items():
+                artifact = spec.kind is IOKind.ARTIFACT
+                if artifact != (read[name].kind is IOKind.ARTIFACT):
+                    self.problem(
+                        f"{kind[:-1]} {name!r} is {spec.describe()} in the IR but "
+                        f"{read[name].describe()} in the function (used by {users})",
+                        path=path,
+                    )
+        if len(self.problems) > problems:
+            return None
+        return {
+            name: spec.model_copy(update={"source": made.outputs[name].source})
+            for name, spec in outputs.items()
+        }
 
     def executor(self, label: str, body: Mapping[str, Any], path: str) -> KfpExecutor | None:
         container = body.get("container")
@@ -740,6 +787,16 @@ class _Converter:
         env = {str(e["name"]): str(e.get("value", "")) for e in container.get("env") or ()}
         if env:
             update["env"] = env
+        program = self.executors_by_label.get(label)
+        source = program.function_source if program is not None else None
+        scripts = [
+            c for c in container.get("command") or () if "pip install" in str(c) and c != source
+        ]
+        packages = [p for script in scripts for p in pip_packages(str(script))]
+        if packages:
+            update["packages"] = packages
+        if container.get("image"):
+            update["image"] = str(container["image"])
         update.update(_resources(task, container.get("resources") or {}))
         return TaskOptions.model_validate(update)
 
