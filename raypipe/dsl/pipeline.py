@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -33,12 +34,16 @@ from raypipe.dsl.component import (
 from raypipe.dsl.control import Condition, Elif, Else, ExitHandler, Group, If
 from raypipe.dsl.interface import InputSpec, OutputSpec
 from raypipe.dsl.options import TaskOptions
-from raypipe.dsl.task import Channel, PipelineInput, PipelineTask
+from raypipe.dsl.task import Channel, FString, PipelineInput, PipelineTask
 from raypipe.errors import ComponentDefinitionError, PipelineDefinitionError
 
 __all__ = ["Pipeline", "PipelineBuilder", "PipelineGraph", "active_builder", "pipeline"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A channel inside an f-string: "{{raypipe.channel:N}}", N its number in the builder.
+_MARK_OPEN, _MARK_CLOSE = "{{raypipe.channel:", "}}"
+_MARK = re.compile(r"\{\{raypipe\.channel:(\d+)\}\}")
 
 _ACTIVE_BUILDER: contextvars.ContextVar[PipelineBuilder | None] = contextvars.ContextVar(
     "raypipe_active_pipeline_builder", default=None
@@ -62,6 +67,7 @@ class PipelineBuilder:
         self._order = 0
         self._group_count = 0
         self._last_branch: dict[int, Condition] = {}  # id(parent group or self) -> If/Elif
+        self._marked: list[Channel] = []  # channels formatted into strings, by marker number
 
     def next_order(self) -> int:
         """Creation order of tasks and groups, which the compiler keeps."""
@@ -123,11 +129,29 @@ class PipelineBuilder:
                 pipeline=self.pipeline_name,
                 task=name,
             )
-        task = PipelineTask(self, name, component, dict(kwargs))
+        arguments = {k: self._with_channels(v) for k, v in kwargs.items()}
+        task = PipelineTask(self, name, component, arguments)
         self.tasks.append(task)
         level = id(task.group) if task.group is not None else id(self)
         self._last_branch.pop(level, None)  # an Elif/Else must follow its If directly
         return task
+
+    def mark(self, channel: Channel) -> str:
+        """A marker standing for ``channel`` inside an f-string (see :meth:`_with_channels`)."""
+        self._marked.append(channel)
+        return f"{_MARK_OPEN}{len(self._marked) - 1}{_MARK_CLOSE}"
+
+    def _with_channels(self, value: Any) -> Any:
+        """A string holding markers of channels (an f-string) as an :class:`FString`."""
+        if not isinstance(value, str) or _MARK_OPEN not in value:
+            return value
+        parts: list[Any] = []
+        for index, piece in enumerate(_MARK.split(value)):
+            if index % 2:
+                parts.append(self._marked[int(piece)])
+            elif piece:
+                parts.append(piece)
+        return FString(tuple(parts))
 
     def _next_name(self, base: str) -> str:
         count = self._name_counts.get(base, 0) + 1

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from raypipe.dsl.control import ExitHandler, Group
     from raypipe.dsl.pipeline import PipelineBuilder
 
-__all__ = ["COMPARISONS", "Channel", "Comparison", "PipelineInput", "PipelineTask", "TaskOutput"]
+__all__ = [
+    "COMPARISONS",
+    "Channel",
+    "Comparison",
+    "FString",
+    "PipelineInput",
+    "PipelineTask",
+    "TaskOutput",
+]
 
 
 ComparisonOperator = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -60,10 +68,28 @@ class Channel:
     """A placeholder for a value known only at run time.
 
     Comparing a channel (``task.output > 0.5``) builds a :class:`Comparison` for
-    ``dsl.If``, as in KFP; channels hash by identity.
+    ``dsl.If``, as in KFP; channels hash by identity. Inside an f-string it becomes part
+    of a string built when the step runs (``f"lr={lr}"``), as in KFP.
     """
 
     type: IOType
+
+    def __format__(self, format_spec: str) -> str:
+        from raypipe.dsl.pipeline import active_builder
+
+        builder = active_builder()
+        if builder is None:
+            return format(repr(self), format_spec)
+        if format_spec:
+            raise PipelineDefinitionError(
+                f"{self!r} is formatted with {format_spec!r}; an f-string of a pipeline value "
+                "takes no format spec (format the value in a step)",
+                pipeline=self._pipeline_name(),
+            )
+        return builder.mark(self)
+
+    def __str__(self) -> str:
+        return self.__format__("")
 
     def __eq__(self, other: object) -> Comparison:  # type: ignore[override]
         return Comparison("==", self, other)
@@ -101,6 +127,13 @@ class Channel:
 
     def _pipeline_name(self) -> str | None:
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class FString:
+    """A string argument with pipeline values in it (an f-string): text and channels."""
+
+    parts: tuple[Any, ...]
 
 
 class PipelineInput(Channel):
@@ -176,6 +209,7 @@ class PipelineTask:
         self.group: Group | None = builder.current_group  # None: the pipeline's top level
         self.order = builder.next_order()
         self.exit_handler: ExitHandler | None = None  # set when this is an exit task
+        self.ignores_upstream_failure = False
 
     @property
     def pipeline(self) -> str:
@@ -217,6 +251,26 @@ class PipelineTask:
                 )
             if task not in self.dependencies:
                 self.dependencies.append(task)
+        return self
+
+    def ignore_upstream_failure(self) -> PipelineTask:
+        """Run even when the tasks it waits for failed (KFP's setter).
+
+        An input whose producer failed takes its default, so every input fed by another
+        task's output needs one.
+        """
+        for name, value in self.arguments.items():
+            spec = self.component.inputs.get(name)
+            fed = isinstance(value, Channel) and not isinstance(value, PipelineInput)
+            if fed and spec is not None and not spec.optional:
+                raise PipelineDefinitionError(
+                    "ignore_upstream_failure() needs a default for every input fed by another "
+                    "task, since a failed task produces nothing",
+                    pipeline=self.pipeline,
+                    task=self.name,
+                    field=name,
+                )
+        self.ignores_upstream_failure = True
         return self
 
     def _set(self, field: str, **update: Any) -> PipelineTask:

@@ -33,11 +33,18 @@ from raypipe.dsl.placeholders import fill_placeholders, has_placeholder
 from raypipe.dsl.task import COMPARISONS
 from raypipe.runtime.cache import output_identity, step_key, unique_identity, value_identity
 from raypipe.runtime.result import TaskState
-from raypipe.runtime.worker import CollectedRefs, FailedOutput, StepReport
+from raypipe.runtime.worker import (
+    CollectedRefs,
+    FailedOutput,
+    JoinedParts,
+    StepReport,
+    join_text,
+)
 from raypipe.spec.graph import read_outputs, task_dependencies, topological_order
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
+    ConcatBinding,
     ConditionExpr,
     Conjunction,
     ConstantBinding,
@@ -49,6 +56,7 @@ from raypipe.spec.models import (
     TaskFinalStatusBinding,
     TaskOutputBinding,
     TaskSpec,
+    binding_children,
 )
 from raypipe.spec.packaging import decode_payload
 
@@ -91,13 +99,20 @@ class Collected:
 
 
 @dataclass(frozen=True)
+class Joined:
+    """A string made of parts when the step runs (an f-string of pipeline values)."""
+
+    parts: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
 class Absent:
     """No value: its branch was not taken, or what makes it failed."""
 
     reason: str  # "skipped" or "failed"
 
 
-Value = Known | Ref | Collected | Absent
+Value = Known | Ref | Collected | Joined | Absent
 
 
 # --- what the runner gets ------------------------------------------------------------
@@ -204,6 +219,11 @@ class _Frame:
             return Absent("failed" if failed else "skipped")
         if isinstance(binding, TaskFinalStatusBinding):
             return self.scheduler._final_status(self, binding.task_final_status)
+        if isinstance(binding, ConcatBinding):
+            parts = tuple(self.resolve(b) for b in binding.concat)
+            if all(isinstance(p, Known) for p in parts):
+                return Known(join_text(p.value for p in parts if isinstance(p, Known)))
+            return Joined(parts)
         raise AssertionError(f"unknown binding {binding!r}")
 
 
@@ -366,6 +386,8 @@ class Scheduler:
             return CollectedRefs(
                 self._to_argument(v) for v in value.items if not isinstance(v, Absent)
             )
+        if isinstance(value, Joined):
+            return JoinedParts(self._to_argument(v) for v in value.parts)
         raise AssertionError("absent values are not passed")
 
     def _identity(self, value: Value) -> str:
@@ -377,6 +399,8 @@ class Scheduler:
         if isinstance(value, Collected):
             parts = [self._identity(v) for v in value.items if not isinstance(v, Absent)]
             return value_identity(parts)
+        if isinstance(value, Joined):
+            return value_identity(["joined", *(self._identity(v) for v in value.parts)])
         raise AssertionError("absent values are not passed")
 
     def _code_digest(self, key: str, component: ComponentSpec) -> str:
@@ -392,6 +416,8 @@ class Scheduler:
             return [f"{value.step}/{value.output}"]
         if isinstance(value, Collected):
             return [s for v in value.items for s in self._producers(v)]
+        if isinstance(value, Joined):
+            return [s for v in value.parts for s in self._producers(v)]
         return []
 
     def _known(self, values: list[Value], then: Callable[[list[Any] | None], None]) -> None:
@@ -647,7 +673,10 @@ class Scheduler:
             found = self._placeholder_inputs[id(task)] = [
                 name
                 for name, binding in task.inputs.items()
-                if isinstance(binding, ConstantBinding) and has_placeholder(binding.constant)
+                if any(
+                    isinstance(b, ConstantBinding) and has_placeholder(b.constant)
+                    for b in [binding, *binding_children(binding)]
+                )
             ]
         return found
 
@@ -659,12 +688,15 @@ class Scheduler:
             "pipeline_task_name": node.name,
             "pipeline_task_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.run_id}/{node.path}")),
         }
-        filled = dict(inputs)
-        for name in names:
-            value = inputs[name]
+
+        def fill(value: Value) -> Value:
             if isinstance(value, Known) and isinstance(value.value, str):
-                filled[name] = Known(fill_placeholders(value.value, values))
-        return filled
+                return Known(fill_placeholders(value.value, values))
+            if isinstance(value, Joined):  # an f-string: its text parts
+                return Joined(tuple(fill(part) for part in value.parts))
+            return value
+
+        return {name: fill(v) if name in names else v for name, v in inputs.items()}
 
     def _final_status(self, frame: _Frame, task: str) -> Value:
         """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
@@ -721,6 +753,9 @@ def _absence(value: Value) -> str | None:
     if isinstance(value, Collected):
         reasons = {_absence(v) for v in value.items}
         return "failed" if "failed" in reasons else None
+    if isinstance(value, Joined):
+        reasons = {_absence(v) for v in value.parts} - {None}
+        return ("failed" if "failed" in reasons else "skipped") if reasons else None
     return None
 
 
@@ -732,6 +767,8 @@ def _materialise(value: Value, got: dict[Any, Any]) -> Any:
         return got[value.ref]
     if isinstance(value, Collected):
         return [_materialise(v, got) for v in value.items if not isinstance(v, Absent)]
+    if isinstance(value, Joined):
+        return join_text(_materialise(v, got) for v in value.parts)
     raise AssertionError(f"not materialised: {value!r}")
 
 
@@ -740,6 +777,8 @@ def _refs_in(value: Value) -> list[Any]:
         return [value.ref]
     if isinstance(value, Collected):
         return [ref for v in value.items for ref in _refs_in(v)]
+    if isinstance(value, Joined):
+        return [ref for v in value.parts for ref in _refs_in(v)]
     return []
 
 

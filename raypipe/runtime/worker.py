@@ -31,7 +31,7 @@ import time
 import traceback
 import types
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -282,6 +282,20 @@ def step_function(
 class CollectedRefs(list[Any]):
     """A ``dsl.Collected`` input as the step receives it: the ObjectRefs of the loop's
     values (nested for nested loops), fetched in the worker, never through the driver."""
+
+
+class JoinedParts(list[Any]):
+    """A string input made of parts (values and ObjectRefs), joined in the worker."""
+
+
+def join_text(parts: Iterable[Any]) -> str:
+    """The string of an f-string of pipeline values: strings as they are, the rest as JSON.
+
+    Example:
+        >>> join_text(["n=", 7, " ok=", True])
+        'n=7 ok=true'
+    """
+    return "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
 
 
 class StepActor:
@@ -683,7 +697,7 @@ def _with_collected_and_status(
     component: ComponentRuntime, inputs: Mapping[str, Any]
 ) -> Mapping[str, Any]:
     """Fetch collected inputs (refs the driver never touched) and type final statuses."""
-    if not any(isinstance(v, CollectedRefs) for v in inputs.values()) and not any(
+    if not any(isinstance(v, (CollectedRefs, JoinedParts)) for v in inputs.values()) and not any(
         s.type == FINAL_STATUS_TYPE for s in component.inputs.values()
     ):
         return inputs
@@ -691,6 +705,9 @@ def _with_collected_and_status(
     for name, value in inputs.items():
         if isinstance(value, CollectedRefs):
             resolved[name] = _fetch_collected(value)
+        elif isinstance(value, JoinedParts):
+            parts = _fetch_collected(value)
+            resolved[name] = parts if isinstance(parts, FailedOutput) else join_text(parts)
         elif component.inputs[name].type == FINAL_STATUS_TYPE and isinstance(value, dict):
             resolved[name] = PipelineTaskFinalStatus(**value)
     return resolved

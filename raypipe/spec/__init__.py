@@ -11,6 +11,7 @@ from raypipe.spec.io import compile, dumps, json_schema, load, loads
 from raypipe.spec.models import (
     SCHEMA_VERSION,
     ComponentSpec,
+    ConcatBinding,
     ConstantBinding,
     DagSpec,
     OutputRef,
@@ -25,6 +26,7 @@ from raypipe.spec.validate import validate_spec
 __all__ = [
     "SCHEMA_VERSION",
     "ComponentSpec",
+    "ConcatBinding",
     "ConstantBinding",
     "DagSpec",
     "OutputRef",

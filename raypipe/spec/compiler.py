@@ -33,11 +33,12 @@ from raypipe.dsl.control import (
 )
 from raypipe.dsl.interface import InputSpec, IOType, OutputSpec
 from raypipe.dsl.pipeline import Pipeline
-from raypipe.dsl.task import Comparison, PipelineInput, PipelineTask, TaskOutput
+from raypipe.dsl.task import Comparison, FString, PipelineInput, PipelineTask, TaskOutput
 from raypipe.errors import PipelineDefinitionError, Problem
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
+    ConcatBinding,
     ConditionExpr,
     Conjunction,
     ConstantBinding,
@@ -222,7 +223,11 @@ class _PipelineCompiler:
                     inputs=task_inputs[id(node)],
                     after=level.after.get(node.name, []),
                     options=node.options,
-                    trigger="all_done" if node.exit_handler is not None else "all_succeeded",
+                    trigger=(
+                        "all_done"
+                        if node.exit_handler is not None or node.ignores_upstream_failure
+                        else "all_succeeded"
+                    ),
                 )
         keys = {
             id(group): self.compiler.unique_key(f"{self.pipeline.name}-{group.name}")
@@ -434,6 +439,16 @@ class _PipelineCompiler:
         if isinstance(value, Comparison):
             problem("a comparison is a condition for dsl.If(...), not a value to pass")
             return None
+        if isinstance(value, FString):
+            parts = [
+                ConstantBinding(constant=part)
+                if isinstance(part, str)
+                else self.resolve(part, level, task, field_name, exit_task)
+                for part in value.parts
+            ]
+            if any(p is None for p in parts):
+                return None
+            return ConcatBinding(concat=[p for p in parts if p is not None])
         try:
             constant = json.loads(json.dumps(value))
         except (TypeError, ValueError):

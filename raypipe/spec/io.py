@@ -147,7 +147,14 @@ def json_schema() -> dict[str, Any]:
 
 # Discriminated unions put their tag in error locations. Binding tags repeat the key that
 # follows them (task_output.task_output.task); condition tags are labels of their own.
-_BINDING_TAGS = {"constant", "pipeline_input", "task_output", "oneof", "task_final_status"}
+_BINDING_TAGS = {
+    "constant",
+    "pipeline_input",
+    "task_output",
+    "oneof",
+    "task_final_status",
+    "concat",
+}
 _LABEL_TAGS = {"comparison", "negation", "conjunction"}
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Binding",
     "Comparison",
+    "ConcatBinding",
     "ConditionExpr",
     "Conjunction",
     "LoopSpec",
@@ -106,6 +107,19 @@ class OneOfBinding(_Frozen):
     oneof: list[Binding]
 
 
+class ConcatBinding(_Frozen):
+    """A string joined at run time from parts: an f-string of pipeline values.
+
+    Each part is a binding; string parts are used as they are, other values as JSON
+    (``7``, ``true``, ``[1, 2]``).
+
+    Example (YAML):
+        msg: {concat: [{constant: "heads and "}, {task_output: {task: flip, output: Output}}]}
+    """
+
+    concat: list[Binding]
+
+
 class TaskFinalStatusBinding(_Frozen):
     """How a task of the same DAG ended (an exit handler's block), for an exit task."""
 
@@ -118,6 +132,7 @@ _BINDING_TAGS: dict[str, type[BaseModel]] = {
     "task_output": TaskOutputBinding,
     "oneof": OneOfBinding,
     "task_final_status": TaskFinalStatusBinding,
+    "concat": ConcatBinding,
 }
 
 
@@ -136,24 +151,30 @@ Binding = Annotated[
     | Annotated[PipelineInputBinding, Tag("pipeline_input")]
     | Annotated[TaskOutputBinding, Tag("task_output")]
     | Annotated[OneOfBinding, Tag("oneof")]
-    | Annotated[TaskFinalStatusBinding, Tag("task_final_status")],
+    | Annotated[TaskFinalStatusBinding, Tag("task_final_status")]
+    | Annotated[ConcatBinding, Tag("concat")],
     Discriminator(
         _binding_tag,
         custom_error_type="invalid_binding",
         custom_error_message=(
             "a binding has exactly one of 'constant', 'pipeline_input', 'task_output', "
-            "'oneof' or 'task_final_status'"
+            "'oneof', 'task_final_status' or 'concat'"
         ),
     ),
 ]
 """Where one input's value comes from."""
 
 OneOfBinding.model_rebuild()
+ConcatBinding.model_rebuild()
 
 
 def binding_children(binding: Binding) -> list[Binding]:
-    """The bindings nested in ``binding`` (the alternatives of a ``oneof``)."""
-    return list(binding.oneof) if isinstance(binding, OneOfBinding) else []
+    """The bindings nested in ``binding`` (a ``oneof``'s alternatives, a ``concat``'s parts)."""
+    if isinstance(binding, OneOfBinding):
+        return list(binding.oneof)
+    if isinstance(binding, ConcatBinding):
+        return list(binding.concat)
+    return []
 
 
 class Comparison(_Frozen):

@@ -18,6 +18,7 @@ from raypipe.spec.graph import CycleError, topological_order
 from raypipe.spec.models import (
     Binding,
     ComponentSpec,
+    ConcatBinding,
     ConditionExpr,
     Conjunction,
     ConstantBinding,
@@ -235,6 +236,19 @@ class _Checker:
             return typed[0][0], "oneof(" + ", ".join(origin for _, origin in typed) + ")"
         if isinstance(binding, ConstantBinding):
             return None
+        if isinstance(binding, ConcatBinding):
+            for index, part in enumerate(binding.concat):
+                where = f"{path}.concat[{index}]"
+                part_type = self.check_binding(part, None, owner, dag, where, task, field)
+                if part_type is not None and part_type.kind is IOKind.ARTIFACT:
+                    self.add(
+                        f"a string cannot include {part_type.describe()}; pass its "
+                        "metadata or content from a step",
+                        path=where,
+                        task=task,
+                        field=field,
+                    )
+            return IOType(kind=IOKind.PARAMETER, type="str"), "a string of pipeline values"
         ref = binding.task_output
         producer = dag.tasks.get(ref.task)
         if producer is None:

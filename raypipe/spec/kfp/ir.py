@@ -40,6 +40,7 @@ from raypipe.dsl.component import Component
 from raypipe.dsl.control import ANY_OBJECT, FINAL_STATUS_TYPE
 from raypipe.dsl.interface import InputSpec, IOKind, IOType, OutputSpec
 from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_memory
+from raypipe.dsl.placeholders import has_placeholder
 from raypipe.errors import Problem, SpecLoadError
 from raypipe.spec.kfp import cel
 from raypipe.spec.kfp.python_executor import KfpProgramError, pip_packages, python_function_spec
@@ -47,6 +48,7 @@ from raypipe.spec.models import (
     Binding,
     Comparison,
     ComponentSpec,
+    ConcatBinding,
     ConditionExpr,
     Conjunction,
     ConstantBinding,
@@ -104,6 +106,7 @@ _PYTHON_FUNCTION_FLAG = "--function_to_execute"
 _IO_FIELDS = {"kind", "type", "annotation", "nullable"}
 _PLACEHOLDER = "{{$.inputs."
 _ROOT = " root"  # not a valid KFP component name
+_INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\[['\"]([^'\"]+)['\"]\]\}\}")
 _RUNTIME_PLACEHOLDER = re.compile(r"\{\{\$\.([a-z_]+)\}\}")
 _KNOWN_PLACEHOLDERS = {
     "pipeline_job_name",
@@ -585,14 +588,25 @@ class _Converter:
                 raise _Unsupported(f"task {name!r}: inputs.{key} is not supported yet")
         declared = (self.kfp_components.get(kfp_component) or {}).get("inputDefinitions") or {}
         types = {n: s.get("parameterType") for n, s in (declared.get("parameters") or {}).items()}
-        for input_name, binding in inputs.items():
+        interpolated: set[str] = set()  # inputs KFP adds only for f-strings to read
+        for input_name, binding in list(inputs.items()):
             if not isinstance(binding, ConstantBinding):
                 continue
-            if isinstance(binding.constant, str) and "{{$" in binding.constant:
-                self._placeholder(name, input_name, binding.constant, path)
-            inputs[input_name] = ConstantBinding(
-                constant=_coerce(binding.constant, types.get(input_name))
+            constant = binding.constant
+            if isinstance(constant, str) and _INPUT_PLACEHOLDER.search(constant):
+                inputs[input_name] = self._concat(name, input_name, constant, inputs, path)
+                interpolated.update(_INPUT_PLACEHOLDER.findall(constant))
+                continue
+            if isinstance(constant, str) and "{{$" in constant:
+                self._placeholder(name, input_name, constant, path)
+            inputs[input_name] = ConstantBinding(constant=_coerce(constant, types.get(input_name)))
+        kfp_body = self.kfp_components.get(kfp_component) or {}
+        if "dag" not in kfp_body:
+            declared_names = set(declared.get("parameters") or {}) | set(
+                declared.get("artifacts") or {}
             )
+            for extra in interpolated - declared_names:
+                inputs.pop(extra, None)
         info = body.get("taskInfo") or {}
         display = info.get("name")
         trigger = body.get("triggerPolicy") or {}
@@ -619,14 +633,36 @@ class _Converter:
             trigger="all_done" if strategy == "ALL_UPSTREAM_TASKS_COMPLETED" else "all_succeeded",
         )
 
+    def _concat(
+        self, task: str, input_name: str, text: str, inputs: Mapping[str, Binding], path: str
+    ) -> ConcatBinding:
+        """An f-string of pipeline values: KFP's constant with ``{{$.inputs.parameters[...]}}``
+        placeholders naming other inputs of the task."""
+        parts: list[Binding] = []
+        position = 0
+        for match in _INPUT_PLACEHOLDER.finditer(text):
+            if match.start() > position:
+                parts.append(ConstantBinding(constant=text[position : match.start()]))
+            referenced = match.group(1)
+            if referenced not in inputs or referenced == input_name:
+                raise _Unsupported(
+                    f"task {task!r}, input {input_name!r}: the f-string {text!r} reads "
+                    f"{referenced!r}, which is not another input of the task"
+                )
+            parts.append(inputs[referenced])
+            position = match.end()
+        if position < len(text):
+            parts.append(ConstantBinding(constant=text[position:]))
+        for part in parts:
+            if isinstance(part, ConstantBinding) and has_placeholder(part.constant):
+                self._placeholder(task, input_name, str(part.constant), path)
+        return ConcatBinding(concat=parts)
+
     def _placeholder(self, task: str, input_name: str, text: str, path: str) -> None:
-        """Record a run-time placeholder in a constant; refuse f-strings of pipeline values."""
+        """Record a run-time placeholder in a constant."""
         where = f"task {task!r}, input {input_name!r}"
         if _PLACEHOLDER in text:
-            raise _Unsupported(
-                f"{where}: f-strings of pipeline values are not supported yet "
-                f"(the constant {text!r} interpolates other inputs)"
-            )
+            raise _Unsupported(f"{where}: the KFP placeholder in {text!r} is not supported yet")
         unknown = sorted(set(_RUNTIME_PLACEHOLDER.findall(text)) - _KNOWN_PLACEHOLDERS)
         if unknown or not _RUNTIME_PLACEHOLDER.search(text):
             shown = ", ".join(unknown) or text

@@ -1,0 +1,1 @@
+"""KFP-style pipelines written once, run by raypipe's DSL and compiled by the real kfp SDK."""
