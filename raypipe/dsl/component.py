@@ -290,6 +290,38 @@ def _check_json_default(value: Any, component: str, field: str) -> None:
         ) from exc
 
 
+_KFP_IGNORED = {"install_kfp_package", "use_venv", "additional_funcs"}
+
+
+def _kfp_keywords(given: Mapping[str, Any], component: str) -> dict[str, Any]:
+    """TaskOptions fields from KFP's ``@dsl.component`` keywords.
+
+    Raises:
+        ComponentDefinitionError: a keyword raypipe does not support (or does not know).
+    """
+    found: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in _KFP_IGNORED or value is None:
+            continue
+        if key in ("base_image", "target_image"):
+            # the target image (built with the component) is where it runs
+            if key == "target_image" or "image" not in found:
+                found["image"] = str(value)
+        elif key == "packages_to_install":
+            found["packages"] = [str(p) for p in value]
+        elif key == "pip_index_urls":
+            found["pip_index_urls"] = [str(u) for u in value]
+        else:
+            raise ComponentDefinitionError(
+                f"@dsl.component does not support {key}= (KFP's keywords that raypipe takes: "
+                "base_image, target_image, packages_to_install, pip_index_urls, "
+                "install_kfp_package, use_venv, additional_funcs)",
+                component=component,
+                field=key,
+            )
+    return found
+
+
 def _persistence(persist: str | Mapping[str, str]) -> dict[str, Any]:
     """The ``persist`` option as TaskOptions keeps it: empty for the default."""
     if isinstance(persist, str):
@@ -323,6 +355,7 @@ def component(
     actor: bool = False,
     actor_pool_size: int | None = None,
     actor_restarts: int = 3,
+    **kfp_options: Any,
 ) -> Callable[[F], Component]: ...
 
 
@@ -349,6 +382,7 @@ def component(
     actor: bool = False,
     actor_pool_size: int | None = None,
     actor_restarts: int = 3,
+    **kfp_options: Any,
 ) -> Component | Callable[[F], Component]:
     """Make a pipeline component from a typed function; use bare or with options.
 
@@ -378,10 +412,16 @@ def component(
         actor_restarts: how many times an actor whose process died is started again
             (its ``__init__`` runs again); the step it was running is retried on it when
             ``retries`` allows.
+        kfp_options: KFP's keywords, so that KFP code runs unchanged:
+            ``base_image``/``target_image`` (the image), ``packages_to_install``,
+            ``pip_index_urls``; ``install_kfp_package``, ``use_venv`` and
+            ``additional_funcs`` change nothing here (no kfp is needed in a step, and
+            helpers travel with the function). Others are refused, by name.
     """
 
     def decorate(f: F) -> Component:
         name = kfp_name(getattr(f, "__name__", "component"))
+        kfp = _kfp_keywords(kfp_options, name)
         try:
             options = TaskOptions(
                 num_cpus=num_cpus,
@@ -396,8 +436,9 @@ def component(
                 cache=cache,
                 persist=_persistence(persist),
                 track=track,
-                image=image,
-                packages=list(packages or []),
+                image=image or kfp.get("image"),
+                packages=list(packages or []) + kfp.get("packages", []),
+                pip_index_urls=kfp.get("pip_index_urls", []),
                 env=dict(env or {}),
                 timeout=parse_duration(timeout) if timeout is not None else None,
                 actor=actor,

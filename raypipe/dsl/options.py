@@ -49,8 +49,14 @@ class TaskOptions(BaseModel):
     track: bool = Field(
         default=False, description="give the step its own MLflow run even with nothing to compare"
     )
-    image: str | None = None
-    packages: list[str] = Field(default_factory=list)
+    image: str | None = Field(default=None, description="container image (KubeRay placement)")
+    packages: list[str] = Field(
+        default_factory=list,
+        description="pip requirements; installed in a Ray runtime environment when missing",
+    )
+    pip_index_urls: list[str] = Field(
+        default_factory=list, description="package indexes for packages (the first is the main)"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     timeout: NonNegativeFloat | None = Field(default=None, description="seconds")
     actor: bool = Field(default=False, description="run in a long-lived Ray actor (a class)")

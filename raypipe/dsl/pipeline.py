@@ -277,14 +277,30 @@ def pipeline(func: F, /) -> Pipeline: ...
 
 @overload
 def pipeline(
-    *, name: str | None = None, description: str | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    display_name: str | None = None,
+    pipeline_root: str | None = None,
+    pipeline_config: Any = None,
 ) -> Callable[[F], Pipeline]: ...
 
 
 def pipeline(
-    func: F | None = None, /, *, name: str | None = None, description: str | None = None
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    display_name: str | None = None,
+    pipeline_root: str | None = None,
+    pipeline_config: Any = None,
 ) -> Pipeline | Callable[[F], Pipeline]:
     """Declare a pipeline; its body calls components with keyword arguments.
+
+    ``display_name`` is accepted for KFP code and not used. KFP's ``pipeline_root`` and
+    ``pipeline_config`` are refused: the artifact root is chosen per run
+    (``raypipe.run(..., artifact_root=...)`` or ``RAYPIPE_ARTIFACT_ROOT``).
 
     Example:
         >>> @pipeline(name="empty", description="does nothing")
@@ -295,6 +311,14 @@ def pipeline(
     """
 
     def decorate(f: F) -> Pipeline:
+        for key, value in (("pipeline_root", pipeline_root), ("pipeline_config", pipeline_config)):
+            if value is not None:
+                raise PipelineDefinitionError(
+                    f"{key}= is not supported: raypipe chooses the artifact root per run, with "
+                    "raypipe.run(..., artifact_root=...) or RAYPIPE_ARTIFACT_ROOT",
+                    pipeline=name or kfp_name(getattr(f, "__name__", "pipeline")),
+                    field=key,
+                )
         return Pipeline(f, name, description, caller_namespace())
 
     if func is not None:

@@ -48,6 +48,7 @@ from raypipe.runtime.feasibility import (
 from raypipe.runtime.gitinfo import git_commit
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
+from raypipe.runtime.packages import runtime_env
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
 from raypipe.runtime.worker import (
@@ -424,6 +425,9 @@ def _ray_options(name: str, component: ComponentSpec, options: TaskOptions) -> d
         ray_options["resources"] = dict(options.resources)
     if options.accelerator is not None:
         ray_options["accelerator_type"] = options.accelerator
+    environment = runtime_env(options.packages, options.pip_index_urls)
+    if environment is not None:
+        ray_options["runtime_env"] = environment
     return ray_options
 
 
@@ -436,7 +440,7 @@ def _actor_spec(
     actor_options = {
         k: v
         for k, v in ray_options.items()
-        if k in ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type")
+        if k in ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "runtime_env")
     }
     # A dead actor comes back (its class set up again); the step it ran is retried on it
     # as a task's would be after its worker died.

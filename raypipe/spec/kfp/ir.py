@@ -43,7 +43,12 @@ from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_me
 from raypipe.dsl.placeholders import has_placeholder
 from raypipe.errors import Problem, SpecLoadError
 from raypipe.spec.kfp import cel
-from raypipe.spec.kfp.python_executor import KfpProgramError, pip_packages, python_function_spec
+from raypipe.spec.kfp.python_executor import (
+    KfpProgramError,
+    pip_index_urls,
+    pip_packages,
+    python_function_spec,
+)
 from raypipe.spec.models import (
     Binding,
     Comparison,
@@ -831,6 +836,9 @@ class _Converter:
         packages = [p for script in scripts for p in pip_packages(str(script))]
         if packages:
             update["packages"] = packages
+            indexes = [u for script in scripts for u in pip_index_urls(str(script))]
+            if indexes:
+                update["pip_index_urls"] = list(dict.fromkeys(indexes))
         if container.get("image"):
             update["image"] = str(container["image"])
         update.update(_resources(task, container.get("resources") or {}))

@@ -39,7 +39,13 @@ from raypipe.errors import ComponentDefinitionError
 from raypipe.spec.models import PythonFunctionSpec
 from raypipe.spec.packaging import PYTHON_VERSION
 
-__all__ = ["KfpProgramError", "load_function", "pip_packages", "python_function_spec"]
+__all__ = [
+    "KfpProgramError",
+    "load_function",
+    "pip_index_urls",
+    "pip_packages",
+    "python_function_spec",
+]
 
 
 class KfpProgramError(Exception):
@@ -157,7 +163,22 @@ def pip_packages(script: str) -> list[str]:
         ...              "python3 -m pip install --quiet 'kfp==2.17.3' '--no-deps'")
         ['numpy>=1.20', 'pandas']
     """
+    return _pip_arguments(script)[0]
+
+
+def pip_index_urls(script: str) -> list[str]:
+    """The ``--index-url``/``--extra-index-url`` values of a KFP executor's pip commands.
+
+    Example:
+        >>> pip_index_urls("python3 -m pip install --index-url https://p.example/simple 'x'")
+        ['https://p.example/simple']
+    """
+    return _pip_arguments(script)[1]
+
+
+def _pip_arguments(script: str) -> tuple[list[str], list[str]]:
     packages: list[str] = []
+    indexes: list[str] = []
     for command in re.split(r"&&|\n", script):
         try:
             words = shlex.split(command)
@@ -166,12 +187,14 @@ def pip_packages(script: str) -> list[str]:
         starts = [i for i in range(len(words) - 1) if words[i : i + 2] == ["pip", "install"]]
         if not starts:
             continue
-        skip_next = False
+        previous = ""
         for word in words[starts[0] + 2 :]:
-            if skip_next:
-                skip_next = False
-            elif word in ("--index-url", "--extra-index-url", "--trusted-host", "-i"):
-                skip_next = True
+            if previous in ("--index-url", "-i", "--extra-index-url"):
+                if word not in indexes:
+                    indexes.append(word)
+            elif previous == "--trusted-host":
+                pass
             elif not word.startswith("-") and not _KFP_DISTRIBUTIONS.match(word):
                 packages.append(word)
-    return packages
+            previous = word
+    return packages, indexes
