@@ -22,6 +22,12 @@ from raypipe.dsl.artifacts import (
     Model,
 )
 from raypipe.dsl.component import Component, component
+from raypipe.dsl.container import (
+    ConcatPlaceholder,
+    ContainerSpec,
+    IfPresentPlaceholder,
+    container_component,
+)
 from raypipe.dsl.control import (
     Collected,
     Condition,
@@ -33,6 +39,7 @@ from raypipe.dsl.control import (
     ParallelFor,
     PipelineTaskFinalStatus,
 )
+from raypipe.dsl.importer import importer
 from raypipe.dsl.interface import Input, Output
 from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.paths import InputPath, OutputPath
@@ -64,12 +71,15 @@ __all__ = [
     "ClassificationMetrics",
     "Collected",
     "Component",
+    "ConcatPlaceholder",
     "Condition",
+    "ContainerSpec",
     "Dataset",
     "Elif",
     "Else",
     "ExitHandler",
     "If",
+    "IfPresentPlaceholder",
     "Input",
     "InputPath",
     "Markdown",
@@ -85,7 +95,9 @@ __all__ = [
     "TaskOptions",
     "TaskOutput",
     "component",
+    "container_component",
     "get_uri",
+    "importer",
     "pipeline",
 ]
 

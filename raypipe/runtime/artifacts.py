@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from pyarrow import fs as pafs
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
 from raypipe.runtime.result import ArtifactRecord
 
-__all__ = ["ArtifactStore", "content_digest"]
+__all__ = ["IMPORTED_DIR", "ArtifactStore", "content_digest"]
+
+IMPORTED_DIR = ".imported"  # under a local root: copies of imported remote artifacts
 
 
 class ArtifactStore:
@@ -114,8 +117,12 @@ class ArtifactStore:
         return cls(name=name, uri=uri, path=local)
 
     def commit_output(self, artifact: Artifact) -> ArtifactRecord:
-        """Store what the step wrote (uploading it on a remote root) and describe it."""
-        if not self.is_local and os.path.exists(artifact.path):
+        """Store what the step wrote (uploading it on a remote root) and describe it.
+
+        An artifact at a local path outside the root (``dsl.importer`` of a local file)
+        stays where it is; one at a remote URI gets no digest (it is not read).
+        """
+        if not self.is_local and os.path.exists(artifact.path) and _local(artifact.uri) is None:
             filesystem, target = self._locate(artifact.uri)
             filesystem.create_dir(target.rpartition("/")[0], recursive=True)
             # copy_files copies a single file or a whole directory tree
@@ -133,8 +140,11 @@ class ArtifactStore:
     def open_input(self, record: ArtifactRecord, declared: str, staging: Path) -> Artifact:
         """An input artifact of the declared class whose ``path`` exists locally."""
         cls = ARTIFACT_TYPES.get(declared if declared != "Artifact" else record.type, Artifact)
-        if self.is_local:
-            local = self._path_of(record.uri)
+        at = _local(record.uri)
+        if at is not None:  # under a local root, or imported from a local path: read it there
+            local = self._path_of(record.uri) if self.is_local else at
+        elif self.is_local:  # imported from a remote URI: one shared copy under the root
+            local = self._imported_copy(record)
         else:
             # One folder per URI: two upstream outputs of the same name must not collide.
             key = hashlib.sha256(record.uri.encode()).hexdigest()[:16]
@@ -149,8 +159,33 @@ class ArtifactStore:
     def artifact_from_record(self, record: ArtifactRecord) -> Artifact:
         """A user-facing artifact object for a record, with a local path where there is one."""
         cls = ARTIFACT_TYPES.get(record.type, Artifact)
-        path = self._path_of(record.uri) if self.is_local else None
+        path = self._path_of(record.uri) if self.is_local and _local(record.uri) else None
         return cls(name=record.name, uri=record.uri, metadata=dict(record.metadata), path=path)
+
+    def _imported_copy(self, record: ArtifactRecord) -> str:
+        """A local copy of a remote artifact outside this (local) root, downloaded once:
+        ``{root}/.imported/{sha256(uri)[:16]}/{name}``."""
+        key = hashlib.sha256(record.uri.encode()).hexdigest()[:16]
+        folder = os.path.join(self.local_path, IMPORTED_DIR, key)
+        local = os.path.join(folder, record.name or "artifact")
+        if os.path.exists(local):
+            return local
+        filesystem, source = pafs.FileSystem.from_uri(record.uri)
+        partial = f"{folder}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.makedirs(partial)
+        try:
+            pafs.copy_files(
+                source, os.path.join(partial, os.path.basename(local)), source_filesystem=filesystem
+            )
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            try:
+                os.rename(partial, folder)  # whole, or not at all
+            except OSError:  # another step downloaded it first
+                if not os.path.exists(local):
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return local
 
     def step_files(self, task_uri: str, staging: Path) -> StepOutputFiles:
         """The running step's view of its output location (``dsl.get_uri``)."""
@@ -225,6 +260,14 @@ def content_digest(path: str) -> tuple[str | None, int | None]:
                 digest.update(chunk)
                 size += len(chunk)
     return digest.hexdigest(), size
+
+
+def _local(uri: str) -> str | None:
+    """The local path of a path or ``file://`` URI; None for other URIs."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    return parts.path if parts.scheme == "file" else None
 
 
 def _normalise(root: str) -> str:
