@@ -25,6 +25,7 @@ __all__ = [
     "Markdown",
     "Metrics",
     "Model",
+    "SlicedClassificationMetrics",
 ]
 
 
@@ -92,6 +93,15 @@ class Model(Artifact):
     """A trained model: weights, a checkpoint directory, a serialised estimator."""
 
     schema_title = "system.Model"
+
+    @property
+    def framework(self) -> str:
+        """The framework that made it (``metadata["framework"]``, KFP's field)."""
+        return str(self.metadata.get("framework", ""))
+
+    @framework.setter
+    def framework(self, value: str) -> None:
+        self.metadata["framework"] = value
 
 
 class HTML(Artifact):
@@ -196,7 +206,86 @@ class ClassificationMetrics(Artifact):
         return names.index(category)
 
 
+class SlicedClassificationMetrics(Artifact):
+    """:class:`ClassificationMetrics` per slice of the data (KFP's layout in ``metadata``).
+
+    Example:
+        >>> m = SlicedClassificationMetrics()
+        >>> m.log_confusion_matrix("women", ["yes", "no"], [[5, 1], [2, 7]])
+        >>> m.metadata["evaluationSlices"][0]["slice"]
+        'women'
+    """
+
+    schema_title = "system.SlicedClassificationMetrics"
+
+    def _slice(self, name: str) -> ClassificationMetrics:
+        slices = self.metadata.setdefault("evaluationSlices", [])
+        for entry in slices:
+            if entry["slice"] == name:
+                return ClassificationMetrics(metadata=entry["sliceClassificationMetrics"])
+        return ClassificationMetrics()
+
+    def _store(self, name: str, metrics: ClassificationMetrics) -> None:
+        slices = self.metadata.setdefault("evaluationSlices", [])
+        entry = {"slice": name, "sliceClassificationMetrics": metrics.metadata}
+        for index, existing in enumerate(slices):
+            if existing["slice"] == name:
+                slices[index] = entry
+                return
+        slices.append(entry)
+
+    def log_roc_reading(self, slice: str, threshold: float, tpr: float, fpr: float) -> None:
+        """Add one ROC point to ``slice``."""
+        metrics = self._slice(slice)
+        metrics.log_roc_data_point(fpr, tpr, threshold)
+        self._store(slice, metrics)
+
+    def load_roc_readings(self, slice: str, readings: Sequence[Sequence[float]]) -> None:
+        """Add ROC points to ``slice``, each ``[threshold, tpr, fpr]``."""
+        for threshold, tpr, fpr in readings:
+            self.log_roc_reading(slice, threshold, tpr, fpr)
+
+    def set_confusion_matrix_categories(self, slice: str, categories: Sequence[str]) -> None:
+        """Start an empty confusion matrix of ``slice``."""
+        metrics = self._slice(slice)
+        metrics.set_confusion_matrix_categories(categories)
+        self._store(slice, metrics)
+
+    def log_confusion_matrix_row(self, slice: str, row_category: str, row: Sequence[int]) -> None:
+        """Set one row of the confusion matrix of ``slice``."""
+        metrics = self._slice(slice)
+        metrics.log_confusion_matrix_row(row_category, row)
+        self._store(slice, metrics)
+
+    def log_confusion_matrix_cell(
+        self, slice: str, row_category: str, col_category: str, value: int
+    ) -> None:
+        """Set one count of the confusion matrix of ``slice``."""
+        metrics = self._slice(slice)
+        metrics.log_confusion_matrix_cell(row_category, col_category, value)
+        self._store(slice, metrics)
+
+    def log_confusion_matrix(
+        self, slice: str, categories: Sequence[str], matrix: Sequence[Sequence[int]]
+    ) -> None:
+        """Record the whole confusion matrix of ``slice``."""
+        metrics = self._slice(slice)
+        metrics.log_confusion_matrix(categories, matrix)
+        self._store(slice, metrics)
+
+    load_confusion_matrix = log_confusion_matrix  # KFP's name for it
+
+
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.__name__: cls
-    for cls in (Artifact, Dataset, Model, Metrics, ClassificationMetrics, HTML, Markdown)
+    for cls in (
+        Artifact,
+        Dataset,
+        Model,
+        Metrics,
+        ClassificationMetrics,
+        SlicedClassificationMetrics,
+        HTML,
+        Markdown,
+    )
 }

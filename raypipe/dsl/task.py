@@ -338,6 +338,10 @@ class PipelineTask:
         """Set an environment variable while the step runs."""
         return self._set("env", env={**self.options.env, name: str(value)})
 
+    def set_container_image(self, image: str) -> PipelineTask:
+        """The container image the step runs in on a cluster (KubeRay placement)."""
+        return self._set("image", image=image)
+
     def set_caching_options(self, enable_caching: bool) -> PipelineTask:
         """Allow or forbid reusing this step's result from an earlier run."""
         return self._set("cache", cache=enable_caching)
