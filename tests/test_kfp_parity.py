@@ -64,8 +64,10 @@ def test_the_dsl_and_the_kfp_compiled_yaml_agree(name: str, tmp_path: Path) -> N
     compiled = tmp_path / f"{name}.yaml"
     kfp_compiler.Compiler().compile(getattr(kfp_module, name), str(compiled))
 
-    native = raypipe.run(pipeline, arguments=arguments, tracking=False)
-    from_yaml = raypipe.run(raypipe.load(compiled), arguments=arguments, tracking=False)
+    native = raypipe.run(pipeline, arguments=arguments, tracking=False, cache=False)
+    from_yaml = raypipe.run(
+        raypipe.load(compiled), arguments=arguments, tracking=False, cache=False
+    )
 
     assert _ending(from_yaml) == _ending(native)
     if name == "placeholders_and_failures":  # fails by design; the finishers still ran

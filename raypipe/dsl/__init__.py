@@ -20,6 +20,7 @@ from raypipe.dsl.artifacts import (
     Markdown,
     Metrics,
     Model,
+    SlicedClassificationMetrics,
 )
 from raypipe.dsl.component import Component, component
 from raypipe.dsl.container import (
@@ -89,6 +90,7 @@ __all__ = [
     "Output",
     "OutputPath",
     "ParallelFor",
+    "SlicedClassificationMetrics",
     "Pipeline",
     "PipelineTask",
     "PipelineTaskFinalStatus",

@@ -156,10 +156,46 @@ def placeholders_and_failures() -> None:
         settle(note=blown.output).ignore_upstream_failure()
 
 
+@dsl.container_component
+def count_words(text: str, words: OutputPath(int)):
+    return dsl.ContainerSpec(
+        image="busybox",
+        command=["sh", "-c", 'printf "%s" "$0" | wc -w | tr -d " " > "$1"'],
+        args=[text, words],
+    )
+
+
+@dsl.container_component
+def first_line(source: Input[Dataset], line: Output[Dataset], prefix: str = ""):
+    return dsl.ContainerSpec(
+        image="busybox",
+        command=[
+            "sh",
+            "-c",
+            'mkdir -p "$(dirname "$1")" && printf "%s" "$2$(head -n 1 "$0")" > "$1"',
+        ],
+        args=[
+            source.path,
+            line.path,
+            dsl.IfPresentPlaceholder(input_name="prefix", then=[prefix], else_=["none: "]),
+        ],
+    )
+
+
+@dsl.pipeline(name="containers-and-importer")
+def containers_and_importer(uri: str, text: str = "one two three") -> str:
+    imported = dsl.importer(artifact_uri=uri, artifact_class=Dataset, reimport=False)
+    line = first_line(source=imported.output, prefix="> ")
+    counted = count_words(text=text)
+    text_of_line = read_text(data=line.outputs["line"])
+    return shout(text=f"{text_of_line.output}|{counted.output}").output
+
+
 PIPELINES = {
     "paths_and_metrics": (paths_and_metrics, {"count": 5, "label": "five"}),
     "pythonic_loop": (pythonic_loop, {"sizes": [2, 5, 1]}),
     "oneof_artifacts": (oneof_artifacts, {"heads": True}),
     "placeholders_and_failures": (placeholders_and_failures, {}),
+    "containers_and_importer": (containers_and_importer, {"uri": __file__}),
 }
 """Each pipeline with the arguments the parity test runs it with."""

@@ -6,11 +6,11 @@ control flow (``for-loop-N``, ``condition-N``, ``condition-branches-N``,
 ``exit-handler-N``) whose inputs are ``pipelinechannel--...``. raypipe's compiler builds
 the same shapes, so the DAG structure maps one to one onto :mod:`raypipe.spec.models`.
 
-Executors are not run yet: each executor component becomes a
-:class:`~raypipe.spec.models.ComponentSpec` whose ``python`` part is a placeholder
-(empty ``payload``), and the executor itself (image, command, args, and for lightweight
-Python components the embedded function source and name) is kept in
-:attr:`KfpConversion.executors` for the runtime step.
+Each executor becomes a runnable component: a lightweight Python component's embedded
+function runs in-process on a Ray worker (:mod:`raypipe.spec.kfp.python_executor`), a
+container component's command line runs in a subprocess and an importer refers to its
+URI (:mod:`raypipe.spec.kfp.containers`). The executors as KFP wrote them (image,
+command, args) stay in :attr:`KfpConversion.executors`.
 
 What cannot be represented fails with :class:`~raypipe.errors.SpecLoadError` naming the
 feature and the task.
@@ -43,6 +43,11 @@ from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_me
 from raypipe.dsl.placeholders import has_placeholder
 from raypipe.errors import Problem, SpecLoadError
 from raypipe.spec.kfp import cel
+from raypipe.spec.kfp.containers import (
+    KfpExecutorError,
+    container_component_spec,
+    importer_component,
+)
 from raypipe.spec.kfp.python_executor import (
     KfpProgramError,
     pip_index_urls,
@@ -368,20 +373,39 @@ class _Converter:
         if not isinstance(label, str) or label not in self.executor_docs:
             self.problem(f"executor {label!r} is not in deploymentSpec.executors", path=path)
             return None
-        executor = self.executor(
-            label, self.executor_docs[label], f"deploymentSpec.executors.{label}"
-        )
+        where = f"deploymentSpec.executors.{label}"
+        name = self.names.get(kfp_name, kfp_name)
+        tasks = self._tasks_using_executor(label)
+        importer = self.executor_docs[label].get("importer")
+        if isinstance(importer, Mapping):
+            try:
+                python = importer_component(
+                    importer, inputs, outputs, label=label, task_names=tasks, component=name
+                )
+            except KfpExecutorError as exc:
+                self.problem(str(exc), path=where)
+                return None
+            return ComponentSpec(inputs=inputs, outputs=outputs, python=python)
+        executor = self.executor(label, self.executor_docs[label], where)
         if executor is None or len(self.problems) > problems_before:
             return None
-        self.executors[self.names.get(kfp_name, kfp_name)] = executor
+        self.executors[name] = executor
         self.executors_by_label[label] = executor
-        users = ", ".join(self._tasks_using_executor(label)) or "no task"
+        users = ", ".join(tasks) or "no task"
         if executor.function_source is None or executor.function_name is None:
-            self.problem(
-                f"container executors are not supported yet (used by {users})",
-                path=f"deploymentSpec.executors.{label}",
-            )
-            return None
+            try:  # a container component: its command line runs on the worker
+                python = container_component_spec(
+                    self.executor_docs[label]["container"],
+                    inputs,
+                    outputs,
+                    label=label,
+                    task_names=tasks,
+                    component=name,
+                )
+            except KfpExecutorError as exc:
+                self.problem(str(exc), path=where)
+                return None
+            return ComponentSpec(inputs=inputs, outputs=outputs, python=python)
         try:
             python, made = python_function_spec(
                 executor.function_source, executor.function_name, label=label
@@ -825,6 +849,9 @@ class _Converter:
                 raise _Unsupported(f"task {task!r}: retryPolicy: {exc}") from exc
         label = str((self.kfp_components.get(kfp_component) or {}).get("executorLabel", ""))
         container = (self.executor_docs.get(label) or {}).get("container") or {}
+        importer = (self.executor_docs.get(label) or {}).get("importer") or {}
+        if importer.get("reimport"):
+            update["cache"] = False  # import again on every run, as KFP does
         env = {str(e["name"]): str(e.get("value", "")) for e in container.get("env") or ()}
         if env:
             update["env"] = env
