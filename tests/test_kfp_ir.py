@@ -470,12 +470,10 @@ def test_oneof_output_of_branches() -> None:
     assert [b.task_output.task for b in output.oneof] == ["condition-2", "condition-3"]  # type: ignore[union-attr]
 
 
-def test_importer_and_platform_settings_fail_naming_the_task() -> None:
+def test_a_malformed_importer_and_platform_settings_fail_naming_the_task() -> None:
     doc = _condition_pipeline("inputs.parameter_values['pipelinechannel--n'] == 1")
     doc["deploymentSpec"]["executors"]["exec-flip"] = {"importer": {"artifactUri": {}}}
-    with pytest.raises(
-        SpecLoadError, match=r"importer executors are not supported yet \(used by flip\)"
-    ):
+    with pytest.raises(SpecLoadError, match=r"exec-flip \(used by flip\): importer"):
         convert(doc, source="imp.yaml")
     doc = _condition_pipeline("inputs.parameter_values['pipelinechannel--n'] == 1")
     platform = {

@@ -120,10 +120,13 @@ def test_a_killed_driver_is_resumed_without_rerunning_finished_steps(
     assert result.ok, result.error
     assert result.run_id == run_id and result.output == "abcd"
     states = {name: task.state.value for name, task in result.tasks.items()}
+    # Ray may let the dead driver's gated step finish once the gate opens; if it stored
+    # its output before the resumed run reached it, the resumed run reuses it.
+    assert states["gated"] in ("SUCCEEDED", "CACHED")
     assert states == {
         "record": "CACHED",
         "record-2": "CACHED",
-        "gated": "SUCCEEDED",
+        "gated": states["gated"],
         "record-3": "SUCCEEDED",
     }
     lines = log.read_text().split()

@@ -184,7 +184,7 @@ class Execution:
         self._on_end = on_end  # told the run's final status (marks its manifest ended)
         self.scheduler: Scheduler | None = None
         self._pools: dict[int, ActorPool] = {}  # id(ActorSpec) -> this run's actors
-        self.files = RunFiles(run.run_id)
+        self.files = RunFiles(run.scratch)
         self._lock = threading.Lock()
         # Report ref -> step, until its report is in: only what is in flight is held here.
         self._pending: dict[Any, _Pending] = {}
@@ -739,7 +739,17 @@ def _materialise(value: Value) -> tuple[bool, Any]:
     if isinstance(value, Ref):
         try:
             got = ray.get(value.ref)
-        except ray.exceptions.RayError:
+        except ray.exceptions.ObjectLostError as exc:
+            # The step ended, yet its output cannot be read: say so rather than return a
+            # result that lacks it silently.
+            warnings.warn(
+                f"pipeline output from {value.step}/{value.output} could not be read: "
+                f"{type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return False, None
+        except ray.exceptions.RayError:  # the step crashed or was canceled: no output
             return False, None
         return not isinstance(got, FailedOutput), got
     if isinstance(value, Collected):

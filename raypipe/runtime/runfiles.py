@@ -6,7 +6,7 @@ step; the driver closes it on every node (a zero-CPU task pinned to each other n
 and a failing step closes it on its own node at once.
 
 Example:
-    >>> gate = RunFiles("3f2a...")       # doctest: +SKIP
+    >>> gate = RunFiles(run_dir("3f2a..."))  # doctest: +SKIP
     >>> gate.close()                      # doctest: +SKIP  (no step starts from now on)
     >>> is_closed(gate.path)              # doctest: +SKIP
     True
@@ -35,9 +35,15 @@ STOP_FLAG = "STOP"
 _READ_TIMEOUT_S = 10.0
 
 
-def run_dir(run_id: str) -> str:
-    """Where a run's scratch files live on every node (the driver's temp dir, by path)."""
-    return os.path.join(tempfile.gettempdir(), "raypipe-runs", run_id)
+def run_dir(run_id: str, driver: str = "") -> str:
+    """Where a run's scratch files live on every node (the driver's temp dir, by path).
+
+    ``driver`` tells apart the drivers of one run: a resumed run gets its own folder, so
+    that steps left running by the driver that died (Ray may let them finish) cannot stop
+    the resumed run's steps with their stop flag.
+    """
+    name = f"{run_id}.{driver}" if driver else run_id
+    return os.path.join(tempfile.gettempdir(), "raypipe-runs", name)
 
 
 def is_closed(path: str) -> bool:
@@ -123,8 +129,8 @@ def read_node_file(node_id: str, path: str) -> str | None:
 class RunFiles:
     """The driver's side of a run's scratch files: close the stop flag, clean up at the end."""
 
-    def __init__(self, run_id: str) -> None:
-        self.path = run_dir(run_id)
+    def __init__(self, path: str) -> None:
+        self.path = path  # see run_dir
         self.closed = False
         self._pending: list[Any] = []  # close_here tasks on other nodes
 

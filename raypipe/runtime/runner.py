@@ -312,7 +312,7 @@ def _start(
         run_id,
         spec.name,
         config.artifact_root,
-        run_dir(run_id),
+        run_dir(run_id, uuid.uuid4().hex[:8] if resuming else ""),
         manifest.fail_fast,
         events is not None,
     )
