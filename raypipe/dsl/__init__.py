@@ -57,6 +57,7 @@ from raypipe.dsl.placeholders import (
 )
 from raypipe.dsl.step_context import get_uri
 from raypipe.dsl.task import PipelineTask, TaskOutput
+from raypipe.dsl.train import TorchDistributed
 
 __all__ = [
     "PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER",
@@ -96,6 +97,7 @@ __all__ = [
     "PipelineTaskFinalStatus",
     "TaskOptions",
     "TaskOutput",
+    "TorchDistributed",
     "component",
     "container_component",
     "get_uri",

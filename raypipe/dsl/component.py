@@ -29,6 +29,7 @@ from raypipe.dsl.interface import (
 )
 from raypipe.dsl.options import TaskOptions, parse_duration, parse_memory
 from raypipe.dsl.paths import OutputPath
+from raypipe.dsl.train import TorchDistributed
 from raypipe.errors import ComponentDefinitionError
 
 if typing.TYPE_CHECKING:
@@ -290,6 +291,25 @@ def _check_json_default(value: Any, component: str, field: str) -> None:
         ) from exc
 
 
+def _training_entrypoint(made: Component, train: TorchDistributed) -> Callable[..., Any]:
+    """The entrypoint of a training step, once the function is one a trainer can run."""
+    from raypipe.train.step import TrainCall
+
+    problem = None
+    if made.options.actor:
+        problem = "a training step is a function, not an actor class"
+    elif made.entrypoint is not made.python_func:
+        problem = "a training step takes no InputPath/OutputPath (report a checkpoint instead)"
+    outputs = {n: o.type for n, o in made.outputs.items() if o.source == "parameter"}
+    if problem is None and len(outputs) > 1:
+        problem = (
+            f"a training step has at most one Output[...] (its model), got {', '.join(outputs)}"
+        )
+    if problem is not None:
+        raise ComponentDefinitionError(problem, component=made.name, field="train")
+    return TrainCall(made.python_func, train, outputs)
+
+
 _KFP_IGNORED = {"install_kfp_package", "use_venv", "additional_funcs"}
 
 
@@ -355,6 +375,7 @@ def component(
     actor: bool = False,
     actor_pool_size: int | None = None,
     actor_restarts: int = 3,
+    train: TorchDistributed | None = None,
     **kfp_options: Any,
 ) -> Callable[[F], Component]: ...
 
@@ -382,6 +403,7 @@ def component(
     actor: bool = False,
     actor_pool_size: int | None = None,
     actor_restarts: int = 3,
+    train: TorchDistributed | None = None,
     **kfp_options: Any,
 ) -> Component | Callable[[F], Component]:
     """Make a pipeline component from a typed function; use bare or with options.
@@ -412,6 +434,10 @@ def component(
         actor_restarts: how many times an actor whose process died is started again
             (its ``__init__`` runs again); the step it was running is retried on it when
             ``retries`` allows.
+        train: run the function as a distributed PyTorch training loop on every worker
+            of a Ray Train ``TorchTrainer`` (``dsl.TorchDistributed(num_workers=2)``); see
+            :mod:`raypipe.train`. The step itself then reserves no CPU unless ``num_cpus``
+            says otherwise.
         kfp_options: KFP's keywords, so that KFP code runs unchanged:
             ``base_image``/``target_image`` (the image), ``packages_to_install``,
             ``pip_index_urls``; ``install_kfp_package``, ``use_venv`` and
@@ -424,7 +450,8 @@ def component(
         kfp = _kfp_keywords(kfp_options, name)
         try:
             options = TaskOptions(
-                num_cpus=num_cpus,
+                # a training step only drives its workers, which reserve their own
+                num_cpus=0.0 if train is not None and num_cpus is None else num_cpus,
                 num_gpus=num_gpus,
                 memory=parse_memory(memory) if memory is not None else None,
                 resources=dict(resources or {}),
@@ -444,10 +471,13 @@ def component(
                 actor=actor,
                 actor_pool_size=actor_pool_size,
                 actor_restarts=actor_restarts,
+                train=train,
             )
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ComponentDefinitionError(f"invalid option: {exc}", component=name) from exc
         made = Component(f, options, caller_namespace())
+        if train is not None:
+            made.entrypoint = _training_entrypoint(made, train)
         unknown = sorted(set(options.persist) - set(made.outputs) - {"*"})
         if unknown:
             raise ComponentDefinitionError(

@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from raypipe.dsl.train import TorchDistributed
+
 __all__ = ["TaskOptions", "parse_cpu", "parse_duration", "parse_memory"]
 
 
@@ -65,6 +67,9 @@ class TaskOptions(BaseModel):
     )
     actor_restarts: NonNegativeInt = Field(
         default=3, description="times a pool's actor whose process died is started again"
+    )
+    train: TorchDistributed | None = Field(
+        default=None, description="run the function as a distributed PyTorch training loop"
     )
 
     @field_validator("resources")
