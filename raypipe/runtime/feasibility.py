@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.train import TorchDistributed
 from raypipe.errors import Problem
 from raypipe.runtime.failures import SKIP_FEASIBILITY_ENV, InfeasibleResourcesError
 
@@ -45,6 +46,8 @@ class ResourceRequest:
     memory: float
     custom: tuple[tuple[str, float], ...]
     accelerator: str | None
+    count: int = 1  # how many of these must be held at once (a training step's workers)
+    training: bool = False  # the workers of a training step (the train= option)
 
     @classmethod
     def from_options(cls, options: TaskOptions) -> ResourceRequest:
@@ -54,6 +57,21 @@ class ResourceRequest:
             memory=float(options.memory or 0),
             custom=tuple(sorted(options.resources.items())),
             accelerator=options.accelerator,
+        )
+
+    @classmethod
+    def for_training(cls, train: TorchDistributed) -> ResourceRequest:
+        """The workers of a training step: ``num_workers`` bundles, held together."""
+        resources = train.worker_resources()
+        known = {"CPU", "GPU", "memory"}
+        return cls(
+            cpus=resources.get("CPU", 0.0),
+            gpus=resources.get("GPU", 0.0),
+            memory=resources.get("memory", 0.0),
+            custom=tuple(sorted((k, v) for k, v in resources.items() if k not in known)),
+            accelerator=train.accelerator,
+            count=train.num_workers,
+            training=True,
         )
 
     def amounts(self) -> list[tuple[str, str, float]]:
@@ -84,6 +102,12 @@ def alive_node_resources() -> list[dict[str, float]]:
 
 def _fits(wanted: Iterable[tuple[str, str, float]], node: Mapping[str, float]) -> bool:
     return all(node.get(resource, 0.0) + _EPSILON >= amount for _, resource, amount in wanted)
+
+
+def _copies(wanted: Sequence[tuple[str, str, float]], node: Mapping[str, float]) -> int:
+    """How many of ``wanted`` fit on ``node`` side by side."""
+    fits = [int((node.get(r, 0.0) + _EPSILON) // a) for _, r, a in wanted if a > 0]
+    return min(fits) if fits else 1_000_000  # asks for nothing: any number fits
 
 
 def _count(value: float) -> str:
@@ -135,7 +159,14 @@ def find_problem(
     """``(option, what is wrong)`` if no node can hold ``request``, else None."""
     wanted = request.amounts()
     if any(_fits(wanted, node) for node in nodes):
-        return None
+        held = sum(_copies(wanted, node) for node in nodes)
+        if held >= request.count:
+            return None
+        return "train", (
+            f"needs {request.count} training workers of "
+            + ", ".join(f"{_count(a)} {r}" for _, r, a in wanted if r != "memory")
+            + f" each at once; the cluster holds {held}"
+        )
     for option, resource, amount in wanted:
         if not any(_fits([(option, resource, amount)], node) for node in nodes):
             return option, _describe(option, resource, amount, nodes)
@@ -162,6 +193,8 @@ def check_feasible(
         found = find_problem(request, nodes)
         if found is not None:
             option, message = found
+            if request.training and option != "train":  # the train= option, per worker
+                option, message = "train", f"each training worker {message}"
             problems.extend(Problem(message, pipeline, step, option) for step in steps)
     if problems:
         raise InfeasibleResourcesError(problems)

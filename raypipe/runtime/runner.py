@@ -507,6 +507,9 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
                 task, component, submit, policy, policy.to_wire(), None, runtime.function_key
             )
         requests.setdefault(ResourceRequest.from_options(task.options), []).append(label)
+        if task.options.train is not None:
+            training = ResourceRequest.for_training(task.options.train)
+            requests.setdefault(training, []).append(label)
     spec_json = spec.model_dump_json()
     digest = hashlib.sha256(spec_json.encode()).hexdigest()
     prepared = PreparedRun(calls, requests, digest, spec_json)

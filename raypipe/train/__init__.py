@@ -115,7 +115,8 @@ def latest_checkpoint() -> str | None:
     checkpoint = ray_train.get_checkpoint()
     if checkpoint is None:
         return None
-    path: str = checkpoint.to_directory()
+    # a folder of this worker's own: workers of one node must not write the same one
+    path: str = checkpoint.to_directory(tempfile.mkdtemp(prefix="raypipe-restored-"))
     return path
 
 
