@@ -332,3 +332,11 @@ def test_unreachable_ray_address_fails_fast_with_the_address() -> None:
 
 def test_metrics_and_dataset_types_are_exported() -> None:
     assert issubclass(Metrics, dsl.Artifact) and issubclass(Dataset, dsl.Artifact)
+
+
+def test_a_caller_may_choose_the_run_id() -> None:
+    chosen = "0123456789abcdef" * 2
+    result = raypipe.submit(addition, {"a": 1, "b": 2}, run_id=chosen).wait()
+    assert result.ok and result.run_id == chosen
+    with pytest.raises(raypipe.PipelineArgumentError, match="run_id: must be 32 lowercase hex"):
+        raypipe.submit(addition, {"a": 1, "b": 2}, run_id="not-an-id")

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,12 @@ from typing import Any
 from raypipe.dsl.interface import IOKind
 from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.pipeline import Pipeline
-from raypipe.errors import PipelineDefinitionError, Problem, StepFailedError
+from raypipe.errors import (
+    PipelineArgumentError,
+    PipelineDefinitionError,
+    Problem,
+    StepFailedError,
+)
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cluster import connect
 from raypipe.runtime.config import RuntimeConfig, tracking_enabled
@@ -65,6 +71,8 @@ from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 from raypipe.spec.packaging import PYTHON_VERSION, decode_payload
 
 __all__ = ["resume", "run", "submit"]
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def run(
@@ -165,6 +173,7 @@ def submit(
     tracking: bool | None = None,
     observers: Sequence[RunObserver] = (),
     cache: bool = True,
+    run_id: str | None = None,
 ) -> RunHandle:
     """Start a pipeline run on Ray and return at once with a handle to it.
 
@@ -178,6 +187,8 @@ def submit(
     Args:
         The same as :func:`run`, without ``raise_on_failure`` and ``quiet``: ``submit``
         shows nothing; ``handle.wait(progress=True)`` shows the run's progress.
+        ``run_id``: the id to give the run (32 lowercase hex digits; a fresh one when
+        None), for a caller that records the run before it starts (the service).
 
     Raises:
         PipelineDefinitionError, PipelineArgumentError: before any step runs.
@@ -189,7 +200,12 @@ def submit(
     started = datetime.now(timezone.utc)
     config = RuntimeConfig.from_env(artifact_root=artifact_root)
     experiment = experiment or spec.name
-    run_id = uuid.uuid4().hex
+    if run_id is None:
+        run_id = uuid.uuid4().hex
+    elif not _RUN_ID.fullmatch(run_id):
+        raise PipelineArgumentError(
+            [Problem(f"must be 32 lowercase hex digits, got {run_id!r}", spec.name, field="run_id")]
+        )
     manifest = RunManifest(
         run_id=run_id,
         run_name=run_name or f"{spec.name}-{started:%Y%m%d-%H%M%S}",
