@@ -1,0 +1,1 @@
+"""The raypipe service: a REST API over stored pipelines, runs and recurring runs."""

@@ -1,0 +1,525 @@
+"""Runs in the store: create (from a pipeline version, an IR or a schedule tick), read,
+list, count, compare-and-set state transitions, archive, delete, and executor leases.
+
+A run is driven by one service instance at a time, its *owner*. The owner renews its
+lease (``renew_leases``) every few seconds; a run whose heartbeat is older than the
+lease time has lost its executor, and a restarted instance finds it with
+``list_stale_runs`` and takes it over with ``acquire_run``.
+
+Example:
+    >>> run = store.create_run("team-a", display_name="nightly", pipeline_spec=spec_json,
+    ...                        arguments={"a": 1}, owner_id=instance_id)
+    >>> store.transition_run("team-a", run.run_id, [RunState.PENDING], RunState.RUNNING)
+    True
+    >>> store.transition_run("team-a", run.run_id, [RunState.PENDING], RunState.RUNNING)
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, union, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer
+
+from raypipe.api.store.base import (
+    StoreBase,
+    check_id,
+    check_name,
+    check_namespace,
+    check_time,
+    dump_arguments,
+    load_arguments,
+    new_id,
+    spec_text,
+    utc_now,
+)
+from raypipe.api.store.errors import AlreadyExists, Conflict, InvalidArgument
+from raypipe.api.store.filters import apply_list_filter, scope
+from raypipe.api.store.models import (
+    ExperimentRow,
+    PipelineRow,
+    PipelineVersionRow,
+    RecurringRunRow,
+    RunRow,
+)
+from raypipe.api.store.paging import DEFAULT_PAGE_SIZE, fetch_page
+from raypipe.api.store.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    Page,
+    Run,
+    RunFilter,
+    RunState,
+    SortOrder,
+    StorageState,
+)
+from raypipe.api.store.recurring_runs import insert_tick, tick_claimed
+
+__all__ = ["RunStore", "run_record"]
+
+_ACTIVE = sorted(s.value for s in ACTIVE_STATES)
+
+
+def run_record(row: RunRow, *, include_spec: bool = True) -> Run:
+    """The record of a run row (``pipeline_spec`` only if ``include_spec``)."""
+    return Run(
+        run_id=row.id,
+        namespace=row.namespace,
+        display_name=row.display_name,
+        description=row.description,
+        experiment_id=row.experiment_id,
+        pipeline_version_id=row.pipeline_version_id,
+        recurring_run_id=row.recurring_run_id,
+        pipeline_spec=row.pipeline_spec if include_spec else None,
+        pipeline_spec_digest=row.pipeline_spec_digest,
+        arguments=load_arguments(row.arguments),
+        state=RunState(row.state),
+        error_message=row.error_message,
+        storage_state=StorageState(row.storage_state),
+        created_at=row.created_at,
+        scheduled_at=row.scheduled_at,
+        finished_at=row.finished_at,
+        owner_id=row.owner_id,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+class RunStore(StoreBase):
+    """The run methods of ``Store``."""
+
+    def create_run(
+        self,
+        namespace: str,
+        *,
+        display_name: str,
+        pipeline_spec: str | None = None,
+        pipeline_version_id: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        experiment_id: str | None = None,
+        description: str = "",
+        run_id: str | None = None,
+        recurring_run_id: str | None = None,
+        tick_time: datetime | None = None,
+        owner_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Run:
+        """Create a PENDING run.
+
+        The IR comes from exactly one of ``pipeline_spec`` (JSON text) and
+        ``pipeline_version_id`` (copied: the run keeps a snapshot), or, when neither is
+        given, from the recurring run ``recurring_run_id``, which then also supplies the
+        arguments and experiment unless given.
+
+        With ``tick_time``, the run is the one run of that tick of ``recurring_run_id``:
+        claiming the tick and creating the run are one transaction, the tick's uniqueness
+        is the database's, and the recurring run must be enabled and below its
+        ``max_concurrency`` of active runs. ``scheduled_at`` is the tick time (else the
+        creation time).
+
+        ``run_id`` is the runtime's run id when the caller has one (else a fresh uuid4
+        hex); ``owner_id`` makes the caller's service instance the run's owner at once;
+        ``created_at`` (default now) is for imports and tests.
+
+        Example:
+            >>> store.create_run("team-a", display_name="tick", recurring_run_id=rr_id,
+            ...                  tick_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+        Raises:
+            NotFound: the experiment, pipeline version or recurring run is not in the
+                namespace.
+            AlreadyExists: a run has this id, or the tick was claimed already.
+            Conflict: the experiment is archived; the recurring run is disabled or at its
+                ``max_concurrency``.
+            InvalidArgument: no IR source or two, a malformed IR or id, naive times.
+        """
+        check_namespace(namespace)
+        check_name("run", display_name)
+        run_id = new_id() if run_id is None else check_id("run", "run_id", run_id)
+        if owner_id is not None:
+            check_id("run", "owner_id", owner_id)
+        tick_time = check_time("run", "tick_time", tick_time)
+        created_at = check_time("run", "created_at", created_at) or utc_now()
+        if tick_time is not None and recurring_run_id is None:
+            raise InvalidArgument("run", "tick_time", "a tick belongs to a recurring run")
+        sources = (pipeline_spec is not None) + (pipeline_version_id is not None)
+        if sources == 2 or (sources == 0 and recurring_run_id is None):
+            raise InvalidArgument(
+                "run", "pipeline_spec", "give exactly one of pipeline_spec and pipeline_version_id"
+            )
+        given_spec = spec_text("run", pipeline_spec) if pipeline_spec is not None else None
+        given_arguments = dump_arguments("run", arguments) if arguments is not None else None
+
+        with self._write() as session:
+            if session.get(RunRow, run_id) is not None:
+                raise AlreadyExists("run", run_id, id=run_id)
+            schedule = None
+            if recurring_run_id is not None:
+                schedule = self._get(
+                    session,
+                    RecurringRunRow,
+                    namespace,
+                    recurring_run_id,
+                    "recurring_run",
+                    for_update=tick_time is not None,
+                )
+            if pipeline_version_id is not None:
+                version = self._get(
+                    session, PipelineVersionRow, namespace, pipeline_version_id, "pipeline_version"
+                )
+                text, digest = version.pipeline_spec, version.digest
+            elif given_spec is not None:
+                text, digest = given_spec
+            elif schedule is not None:
+                text, digest = schedule.pipeline_spec, schedule.pipeline_spec_digest
+                pipeline_version_id = schedule.pipeline_version_id
+            else:  # refused above; kept for the type checker
+                raise InvalidArgument("run", "pipeline_spec", "no IR source")
+            if experiment_id is None and schedule is not None:
+                experiment_id = schedule.experiment_id
+            if given_arguments is None:
+                given_arguments = schedule.arguments if schedule is not None else "{}"
+            experiment = None
+            if experiment_id is not None:
+                experiment = self._get(
+                    session, ExperimentRow, namespace, experiment_id, "experiment", for_update=True
+                )
+                if experiment.storage_state == StorageState.ARCHIVED.value:
+                    raise Conflict("experiment", experiment_id, "is archived; unarchive it first")
+            if schedule is not None and tick_time is not None:
+                _claim_for_run(session, schedule, tick_time, run_id)
+            row = RunRow(
+                id=run_id,
+                namespace=namespace,
+                display_name=display_name,
+                description=description,
+                experiment_id=experiment_id,
+                pipeline_version_id=pipeline_version_id,
+                recurring_run_id=recurring_run_id,
+                pipeline_spec=text,
+                pipeline_spec_digest=digest,
+                arguments=given_arguments,
+                state=RunState.PENDING.value,
+                error_message=None,
+                storage_state=StorageState.AVAILABLE.value,
+                created_at=created_at,
+                scheduled_at=tick_time or created_at,
+                finished_at=None,
+                owner_id=owner_id,
+                heartbeat_at=created_at if owner_id is not None else None,
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError as exc:  # a concurrent insert or delete got there first
+                raise Conflict("run", run_id, f"could not be stored: {exc.orig}") from exc
+            if experiment is not None and (
+                experiment.last_run_created_at is None
+                or created_at > experiment.last_run_created_at
+            ):
+                experiment.last_run_created_at = created_at
+            return run_record(row)
+
+    def get_run(self, namespace: str, run_id: str) -> Run:
+        """The run with this id, with its IR snapshot.
+
+        Raises:
+            NotFound: no such run in the namespace.
+        """
+        with self._read() as session:
+            return run_record(self._get(session, RunRow, namespace, run_id, "run"))
+
+    def list_runs(
+        self,
+        namespace: str,
+        filter: RunFilter | None = None,
+        *,
+        sort: SortOrder = "-created_at",
+        page_size: int = DEFAULT_PAGE_SIZE,
+        page_token: str | None = None,
+        include_spec: bool = False,
+    ) -> Page[Run]:
+        """One page of the namespace's runs matching ``filter`` (newest first by default),
+        without their IR unless ``include_spec``.
+
+        Example:
+            >>> page = store.list_runs("team-a", RunFilter(experiment_id=exp_id,
+            ...                        states=[RunState.FAILED]), page_size=20)
+            >>> more = store.list_runs("team-a", RunFilter(experiment_id=exp_id,
+            ...                        states=[RunState.FAILED]), page_size=20,
+            ...                        page_token=page.next_page_token)
+        """
+        filter = filter or RunFilter()
+        stmt = _filtered(namespace, filter)
+        if not include_spec:
+            stmt = stmt.options(defer(RunRow.pipeline_spec, raiseload=True))
+        with self._read() as session:
+            rows, token = fetch_page(
+                session,
+                stmt,
+                RunRow,
+                sort=sort,
+                page_size=page_size,
+                page_token=page_token,
+                scope=scope("runs", namespace, filter),
+            )
+            items = [run_record(r, include_spec=include_spec) for r in rows]
+            return Page(items=items, next_page_token=token)
+
+    def count_runs(self, namespace: str, filter: RunFilter | None = None) -> int:
+        """How many of the namespace's runs match ``filter``."""
+        stmt = _filtered(namespace, filter or RunFilter())
+        with self._read() as session:
+            return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+
+    def transition_run(
+        self,
+        namespace: str,
+        run_id: str,
+        from_states: Collection[RunState],
+        to_state: RunState,
+        *,
+        error_message: str | None = None,
+        finished_at: datetime | None = None,
+        owner_id: str | None = None,
+        expect_owner: str | None = None,
+    ) -> bool:
+        """Move a run to ``to_state`` if it is in one of ``from_states`` (and, with
+        ``expect_owner``, still owned by that instance): one atomic compare-and-set, so
+        of two concurrent callers exactly one wins. Returns whether the run moved.
+
+        Entering a terminal state sets ``finished_at`` (default now); any other state
+        clears it (a retried run has not finished). ``error_message`` is set when given;
+        ``owner_id`` makes that instance the owner, with a fresh heartbeat.
+
+        Example:
+            >>> store.transition_run(ns, run_id, ACTIVE_STATES, RunState.FAILED,
+            ...                      error_message="step train failed", expect_owner=me)
+            True
+
+        Raises:
+            NotFound: no such run in the namespace.
+        """
+        if not from_states:
+            raise InvalidArgument("run", "from_states", "name at least one state")
+        values: dict[str, Any] = {"state": RunState(to_state).value}
+        if to_state in TERMINAL_STATES:
+            values["finished_at"] = check_time("run", "finished_at", finished_at) or utc_now()
+        else:
+            values["finished_at"] = None
+        if error_message is not None:
+            values["error_message"] = error_message
+        if owner_id is not None:
+            values["owner_id"] = check_id("run", "owner_id", owner_id)
+            values["heartbeat_at"] = utc_now()
+        stmt = update(RunRow).where(
+            RunRow.namespace == namespace,
+            RunRow.id == run_id,
+            RunRow.state.in_([RunState(s).value for s in from_states]),
+        )
+        if expect_owner is not None:
+            stmt = stmt.where(RunRow.owner_id == expect_owner)
+        with self._write() as session:
+            if _changed(session, stmt.values(**values)):
+                return True
+            self._get(session, RunRow, namespace, run_id, "run")  # NotFound, or just moved
+            return False
+
+    def archive_run(self, namespace: str, run_id: str) -> Run:
+        """Archive a run (hidden from default lists, kept).
+
+        Raises:
+            NotFound: no such run in the namespace.
+        """
+        return self._set_storage_state(namespace, run_id, StorageState.ARCHIVED)
+
+    def unarchive_run(self, namespace: str, run_id: str) -> Run:
+        """Make an archived run available again.
+
+        Raises:
+            NotFound: no such run in the namespace.
+            Conflict: its experiment is archived (unarchive that first, as in KFP).
+        """
+        return self._set_storage_state(namespace, run_id, StorageState.AVAILABLE)
+
+    def delete_run(self, namespace: str, run_id: str) -> None:
+        """Delete a run that has ended (cancel an active one first).
+
+        Raises:
+            NotFound: no such run in the namespace.
+            Conflict: the run is active.
+        """
+        with self._write() as session:
+            row = self._get(session, RunRow, namespace, run_id, "run", for_update=True)
+            if RunState(row.state) in ACTIVE_STATES:
+                raise Conflict("run", run_id, f"is {row.state}; cancel it before deleting")
+            session.delete(row)
+
+    def acquire_run(
+        self,
+        namespace: str,
+        run_id: str,
+        owner_id: str,
+        *,
+        stale_before: datetime | None = None,
+    ) -> bool:
+        """Make ``owner_id`` the owner of an active run that has no owner, is its own
+        already, or (with ``stale_before``) whose owner's heartbeat is older than that.
+        Atomic: of two instances taking over one stale run, exactly one gets it.
+
+        Raises:
+            NotFound: no such run in the namespace.
+        """
+        check_id("run", "owner_id", owner_id)
+        stale_before = check_time("run", "stale_before", stale_before)
+        free = [RunRow.owner_id.is_(None), RunRow.owner_id == owner_id]
+        if stale_before is not None:
+            free.append(RunRow.heartbeat_at < stale_before)
+        stmt = (
+            update(RunRow)
+            .where(
+                RunRow.namespace == namespace,
+                RunRow.id == run_id,
+                RunRow.state.in_(_ACTIVE),
+                or_(*free),
+            )
+            .values(owner_id=owner_id, heartbeat_at=utc_now())
+        )
+        with self._write() as session:
+            if _changed(session, stmt):
+                return True
+            self._get(session, RunRow, namespace, run_id, "run")
+            return False
+
+    def release_run(self, namespace: str, run_id: str, owner_id: str) -> bool:
+        """Give up ownership of a run (on a clean shutdown), if ``owner_id`` has it."""
+        stmt = (
+            update(RunRow)
+            .where(RunRow.namespace == namespace, RunRow.id == run_id, RunRow.owner_id == owner_id)
+            .values(owner_id=None, heartbeat_at=None)
+        )
+        with self._write() as session:
+            return _changed(session, stmt)
+
+    def renew_leases(self, owner_id: str) -> int:
+        """Heartbeat: renew the lease of every active run ``owner_id`` owns, in every
+        namespace (it returns only how many, no rows). Call it every few seconds."""
+        stmt = (
+            update(RunRow)
+            .where(RunRow.owner_id == owner_id, RunRow.state.in_(_ACTIVE))
+            .values(heartbeat_at=utc_now())
+            .returning(RunRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        with self._write() as session:
+            return len(session.execute(stmt).all())
+
+    def list_stale_runs(
+        self,
+        namespace: str,
+        *,
+        heartbeat_before: datetime,
+        limit: int = 100,
+        include_spec: bool = False,
+    ) -> list[Run]:
+        """Active runs whose executor is presumed dead: the owner's heartbeat (or, for a
+        run that never had an owner, its creation) is older than ``heartbeat_before``.
+        Oldest first; take each over with ``acquire_run(..., stale_before=...)``."""
+        before = check_time("run", "heartbeat_before", heartbeat_before)
+        stmt = (
+            select(RunRow)
+            .where(
+                RunRow.namespace == namespace,
+                RunRow.state.in_(_ACTIVE),
+                func.coalesce(RunRow.heartbeat_at, RunRow.created_at) < before,
+            )
+            .order_by(RunRow.created_at, RunRow.id)
+            .limit(limit)
+        )
+        if not include_spec:
+            stmt = stmt.options(defer(RunRow.pipeline_spec, raiseload=True))
+        with self._read() as session:
+            return [run_record(r, include_spec=include_spec) for r in session.scalars(stmt)]
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that has an experiment, pipeline, run or recurring run, sorted
+        (for service-wide sweeps: recovery, the scheduler)."""
+        stmt = union(
+            *(
+                select(model.namespace).distinct()
+                for model in (ExperimentRow, PipelineRow, RunRow, RecurringRunRow)
+            )
+        )
+        with self._read() as session:
+            return sorted(session.scalars(stmt))
+
+    def _set_storage_state(self, namespace: str, run_id: str, state: StorageState) -> Run:
+        with self._write() as session:
+            row = self._get(session, RunRow, namespace, run_id, "run")
+            if state is StorageState.AVAILABLE and row.experiment_id is not None:
+                experiment = session.get(ExperimentRow, row.experiment_id)
+                if experiment is not None and experiment.storage_state == StorageState.ARCHIVED:
+                    raise Conflict(
+                        "run",
+                        run_id,
+                        f"its experiment {experiment.id} is archived; unarchive it first",
+                    )
+            row.storage_state = state.value
+            session.flush()
+            return run_record(row)
+
+
+def _filtered(namespace: str, filter: RunFilter) -> Select[RunRow]:
+    stmt: Select[RunRow] = select(RunRow).where(RunRow.namespace == namespace)
+    stmt = apply_list_filter(stmt, RunRow, filter)
+    if filter.states is not None:
+        stmt = stmt.where(RunRow.state.in_([s.value for s in filter.states]))
+    for column, value in (
+        (RunRow.experiment_id, filter.experiment_id),
+        (RunRow.pipeline_version_id, filter.pipeline_version_id),
+        (RunRow.recurring_run_id, filter.recurring_run_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if filter.storage_state is not None:
+        stmt = stmt.where(RunRow.storage_state == filter.storage_state.value)
+    return stmt
+
+
+def _changed(session: Session, stmt: Any) -> bool:
+    """Run an UPDATE and say whether it matched a row (RETURNING the id, which both
+    databases support, instead of the driver's rowcount)."""
+    stmt = stmt.returning(RunRow.id).execution_options(synchronize_session=False)
+    return session.execute(stmt).first() is not None
+
+
+def _claim_for_run(
+    session: Session, schedule: RecurringRunRow, tick_time: datetime, run_id: str
+) -> None:
+    """Claim ``tick_time`` of ``schedule`` for a new run, inside the run's transaction
+    (the schedule row is locked by the caller)."""
+    if not schedule.enabled:
+        raise Conflict("recurring_run", schedule.id, "is disabled")
+    if tick_claimed(session, schedule.id, tick_time):
+        raise AlreadyExists(
+            "schedule_tick", f"{tick_time.isoformat()} of recurring run {schedule.id}"
+        )
+    active = session.scalar(
+        select(func.count())
+        .select_from(RunRow)
+        .where(
+            RunRow.namespace == schedule.namespace,
+            RunRow.recurring_run_id == schedule.id,
+            RunRow.state.in_(_ACTIVE),
+        )
+    )
+    if active is not None and active >= schedule.max_concurrency:
+        raise Conflict(
+            "recurring_run",
+            schedule.id,
+            f"{active} runs active, max_concurrency is {schedule.max_concurrency}",
+        )
+    insert_tick(session, schedule, tick_time, run_id)
