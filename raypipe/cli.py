@@ -128,6 +128,24 @@ def _parser() -> argparse.ArgumentParser:
     resume_cmd.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     resume_cmd.set_defaults(handler=_resume)
 
+    server_cmd = commands.add_parser(
+        "server",
+        help="serve the REST API (experiments, pipelines, runs) and run the runs",
+        description="Serve raypipe's REST API (KFP v2beta1 resources) on HOST:PORT and run "
+        "the runs it creates on Ray. Records live in RAYPIPE_DATABASE_URL (default: SQLite "
+        "under RAYPIPE_HOME); RAYPIPE_API_TOKENS turns on bearer tokens.",
+    )
+    server_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    server_cmd.add_argument("--port", type=int, default=8888, help="port (default 8888)")
+    server_cmd.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    server_cmd.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        help="how long a run's driving instance may be silent before another takes it over",
+    )
+    server_cmd.set_defaults(handler=_server)
+
     replay_cmd = commands.add_parser(
         "replay",
         help="run one step of a past run again, here",
@@ -281,6 +299,21 @@ def _lineage_parser(commands: Any) -> None:
         "--rows-per-file", type=int, default=4_000_000, help="rows per merged file"
     )
     compact_cmd.set_defaults(handler=_lineage_compact)
+
+
+def _server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from raypipe.api.app import create_app
+    from raypipe.api.executor import RunExecutor
+    from raypipe.api.store import Store
+
+    store = Store()
+    executor = RunExecutor(store, address=args.address, lease_seconds=args.lease_seconds)
+    app = create_app(store, executor=executor)
+    print(f"raypipe server on http://{args.host}:{args.port} ({store!r})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,415 @@
+"""The raypipe service: KFP-style REST resources over the store, runs executed on Ray.
+
+``create_app()`` builds the FastAPI application; ``raypipe server`` serves it. Resources
+live under ``/apis/v2beta1`` with KFP's names: experiments, pipelines and their versions,
+runs. Every route but ``/healthz`` needs a bearer token when tokens are configured (see
+:mod:`raypipe.api.auth`), and sees only its token's namespace: another namespace's ids
+are not found (404).
+
+Example:
+    >>> from fastapi.testclient import TestClient                  # doctest: +SKIP
+    >>> client = TestClient(create_app(Store("sqlite:///s.db")))     # doctest: +SKIP
+    >>> client.post("/apis/v2beta1/experiments", json={"display_name": "e"}).status_code
+    200
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations, and
+# ``Namespace`` is local to create_app.
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from raypipe.api.auth import DEFAULT_NAMESPACE, Tokens, tokens_from_env
+from raypipe.api.executor import RunExecutor
+from raypipe.api.schemas import (
+    CreateExperiment,
+    CreatePipeline,
+    CreatePipelineVersion,
+    CreateRun,
+    ErrorBody,
+    ExperimentBody,
+    ListExperiments,
+    ListPipelines,
+    ListPipelineVersions,
+    ListRuns,
+    PipelineBody,
+    PipelineVersionBody,
+    RunBody,
+)
+from raypipe.api.store import (
+    AlreadyExists,
+    Conflict,
+    ExperimentFilter,
+    InvalidArgument,
+    ListFilter,
+    NotFound,
+    RunFilter,
+    RunState,
+    StorageState,
+    Store,
+)
+from raypipe.errors import PipelineArgumentError, SpecLoadError
+from raypipe.spec.arguments import bind_arguments
+from raypipe.spec.io import loads
+from raypipe.spec.models import PipelineSpec
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/apis/v2beta1"
+
+_STATUS = {NotFound: 404, AlreadyExists: 409, Conflict: 409, InvalidArgument: 400}
+
+
+def create_app(
+    store: Store | None = None,
+    *,
+    tokens: Tokens | None = None,
+    executor: RunExecutor | None = None,
+    execute: bool = True,
+) -> FastAPI:
+    """The service application.
+
+    Args:
+        store: where records live (default: ``RAYPIPE_DATABASE_URL`` or SQLite under
+            ``RAYPIPE_HOME``).
+        tokens: who may call (default: ``RAYPIPE_API_TOKENS`` / ``RAYPIPE_API_TOKEN_FILE``).
+        executor: what runs the runs (default: one on the runtime's Ray, started with the
+            app, which first takes over runs a previous instance left).
+        execute: False to serve records only, without running anything (tests of the API).
+    """
+    store = store or Store()
+    tokens = tokens if tokens is not None else tokens_from_env()
+    runner = executor or (RunExecutor(store) if execute else None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    app = FastAPI(
+        title="raypipe",
+        version="v2beta1",
+        description="Pipelines, experiments and runs (KFP v2beta1 resources), run on Ray.",
+        lifespan=lifespan,
+    )
+    app.state.store, app.state.executor = store, runner
+    _install_error_handlers(app)
+    namespace_of = _namespace_dependency(tokens)
+    Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness: answers without a token."""
+        return {"status": "ok", "database": store.backend}
+
+    # -- experiments ----------------------------------------------------------------------
+
+    @app.post(f"{API_PREFIX}/experiments", tags=["experiments"])
+    def create_experiment(body: CreateExperiment, ns: Namespace) -> ExperimentBody:
+        return ExperimentBody.of(
+            store.create_experiment(ns, body.display_name, description=body.description)
+        )
+
+    @app.get(f"{API_PREFIX}/experiments", tags=["experiments"])
+    def list_experiments(
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: str = "-created_at",
+        name_contains: str | None = None,
+        storage_state: StorageState | None = None,
+    ) -> ListExperiments:
+        page = store.list_experiments(
+            ns,
+            ExperimentFilter(name_contains=name_contains, storage_state=storage_state),
+            sort=_sort(sort_by),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return ListExperiments(
+            experiments=[ExperimentBody.of(e) for e in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @app.get(f"{API_PREFIX}/experiments/{{experiment_id}}", tags=["experiments"])
+    def get_experiment(experiment_id: str, ns: Namespace) -> ExperimentBody:
+        return ExperimentBody.of(store.get_experiment(ns, experiment_id))
+
+    @app.post(f"{API_PREFIX}/experiments/{{experiment_id}}:archive", tags=["experiments"])
+    def archive_experiment(experiment_id: str, ns: Namespace) -> ExperimentBody:
+        return ExperimentBody.of(store.archive_experiment(ns, experiment_id))
+
+    @app.post(f"{API_PREFIX}/experiments/{{experiment_id}}:unarchive", tags=["experiments"])
+    def unarchive_experiment(experiment_id: str, ns: Namespace) -> ExperimentBody:
+        return ExperimentBody.of(store.unarchive_experiment(ns, experiment_id))
+
+    @app.delete(f"{API_PREFIX}/experiments/{{experiment_id}}", tags=["experiments"])
+    def delete_experiment(experiment_id: str, ns: Namespace) -> dict[str, Any]:
+        store.delete_experiment(ns, experiment_id)
+        return {}
+
+    # -- pipelines --------------------------------------------------------------------------
+
+    @app.post(f"{API_PREFIX}/pipelines", tags=["pipelines"])
+    def create_pipeline(body: CreatePipeline, ns: Namespace) -> PipelineBody:
+        return PipelineBody.of(
+            store.create_pipeline(ns, body.display_name, description=body.description)
+        )
+
+    @app.get(f"{API_PREFIX}/pipelines", tags=["pipelines"])
+    def list_pipelines(
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: str = "-created_at",
+        name_contains: str | None = None,
+    ) -> ListPipelines:
+        page = store.list_pipelines(
+            ns,
+            ListFilter(name_contains=name_contains),
+            sort=_sort(sort_by),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return ListPipelines(
+            pipelines=[PipelineBody.of(p) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @app.get(f"{API_PREFIX}/pipelines/{{pipeline_id}}", tags=["pipelines"])
+    def get_pipeline(pipeline_id: str, ns: Namespace) -> PipelineBody:
+        return PipelineBody.of(store.get_pipeline(ns, pipeline_id))
+
+    @app.delete(f"{API_PREFIX}/pipelines/{{pipeline_id}}", tags=["pipelines"])
+    def delete_pipeline(pipeline_id: str, ns: Namespace, cascade: bool = False) -> dict[str, Any]:
+        store.delete_pipeline(ns, pipeline_id, cascade=cascade)
+        return {}
+
+    @app.post(f"{API_PREFIX}/pipelines/{{pipeline_id}}/versions", tags=["pipelines"])
+    def create_pipeline_version(
+        pipeline_id: str, body: CreatePipelineVersion, ns: Namespace
+    ) -> PipelineVersionBody:
+        spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
+        return PipelineVersionBody.of(
+            store.create_pipeline_version(
+                ns,
+                pipeline_id,
+                body.display_name,
+                spec.model_dump_json(),
+                description=body.description,
+            )
+        )
+
+    @app.get(f"{API_PREFIX}/pipelines/{{pipeline_id}}/versions", tags=["pipelines"])
+    def list_pipeline_versions(
+        pipeline_id: str,
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: str = "-created_at",
+    ) -> ListPipelineVersions:
+        page = store.list_pipeline_versions(
+            ns, pipeline_id, None, sort=_sort(sort_by), page_size=page_size, page_token=page_token
+        )
+        return ListPipelineVersions(
+            pipeline_versions=[PipelineVersionBody.of(v) for v in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @app.get(
+        f"{API_PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}",
+        tags=["pipelines"],
+    )
+    def get_pipeline_version(
+        pipeline_id: str, pipeline_version_id: str, ns: Namespace
+    ) -> PipelineVersionBody:
+        found = store.get_pipeline_version(ns, pipeline_version_id)
+        if found.pipeline_id != pipeline_id:
+            raise NotFound("pipeline version", pipeline_version_id)
+        return PipelineVersionBody.of(found)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    @app.post(f"{API_PREFIX}/runs", tags=["runs"])
+    def create_run(body: CreateRun, ns: Namespace) -> RunBody:
+        if body.pipeline_version_id is not None:
+            version = store.get_pipeline_version(ns, body.pipeline_version_id)
+            spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
+            spec_json = None
+        else:
+            spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
+            spec_json = spec.model_dump_json()
+        arguments = _arguments(spec, body.parameters())
+        experiment_id = body.experiment_id or store.default_experiment(ns).experiment_id
+        run = store.create_run(
+            ns,
+            display_name=body.display_name,
+            description=body.description,
+            pipeline_spec=spec_json,
+            pipeline_version_id=body.pipeline_version_id,
+            arguments=arguments,
+            experiment_id=experiment_id,
+            run_id=_new_run_id(),
+        )
+        if runner is not None:
+            runner.submit(run)
+        return RunBody.of(store.get_run(ns, run.run_id)).model_copy(update={"pipeline_spec": None})
+
+    @app.get(f"{API_PREFIX}/runs", tags=["runs"])
+    def list_runs(
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: str = "-created_at",
+        experiment_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        state: Annotated[list[RunState] | None, Query()] = None,
+        name_contains: str | None = None,
+        storage_state: StorageState | None = None,
+    ) -> ListRuns:
+        page = store.list_runs(
+            ns,
+            RunFilter(
+                states=state,
+                experiment_id=experiment_id,
+                pipeline_version_id=pipeline_version_id,
+                name_contains=name_contains,
+                storage_state=storage_state,
+            ),
+            sort=_sort(sort_by),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return ListRuns(
+            runs=[RunBody.of(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"])
+    def get_run(run_id: str, ns: Namespace) -> RunBody:
+        return RunBody.of(store.get_run(ns, run_id))
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}:terminate", tags=["runs"])
+    def terminate_run(run_id: str, ns: Namespace) -> RunBody:
+        found = store.get_run(ns, run_id)
+        if runner is None:
+            raise Conflict("run", run_id, "this service does not execute runs")
+        if not runner.terminate(ns, run_id):
+            raise Conflict("run", run_id, f"it already ended {found.state.value}")
+        return RunBody.of(store.get_run(ns, run_id)).model_copy(update={"pipeline_spec": None})
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}:retry", tags=["runs"])
+    def retry_run(run_id: str, ns: Namespace) -> RunBody:
+        """Run a failed or canceled run again under its id: finished steps come from the
+        cache, so only what failed (and what follows it) runs."""
+        found = store.get_run(ns, run_id)
+        if runner is None:
+            raise Conflict("run", run_id, "this service does not execute runs")
+        if not store.transition_run(
+            ns, run_id, [RunState.FAILED, RunState.CANCELED], RunState.PENDING
+        ):
+            raise Conflict(
+                "run", run_id, f"only a failed or canceled run is retried, not {found.state.value}"
+            )
+        runner.submit(store.get_run(ns, run_id))
+        return RunBody.of(store.get_run(ns, run_id)).model_copy(update={"pipeline_spec": None})
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}:archive", tags=["runs"])
+    def archive_run(run_id: str, ns: Namespace) -> RunBody:
+        return RunBody.of(store.archive_run(ns, run_id))
+
+    @app.post(f"{API_PREFIX}/runs/{{run_id}}:unarchive", tags=["runs"])
+    def unarchive_run(run_id: str, ns: Namespace) -> RunBody:
+        return RunBody.of(store.unarchive_run(ns, run_id))
+
+    @app.delete(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"])
+    def delete_run(run_id: str, ns: Namespace) -> dict[str, Any]:
+        store.delete_run(ns, run_id)
+        return {}
+
+    return app
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _namespace_dependency(tokens: Tokens) -> Callable[[Request], str]:
+    def namespace_of(request: Request) -> str:
+        if not tokens.required:
+            return DEFAULT_NAMESPACE
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        namespace = tokens.namespace_of(token.strip()) if scheme.lower() == "bearer" else None
+        if namespace is None:
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return namespace
+
+    return namespace_of
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    for error, status in _STATUS.items():
+
+        def handler(_: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return JSONResponse(ErrorBody(error=str(exc), code=status).model_dump(), status)
+
+        app.add_exception_handler(error, handler)
+
+    def load_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, (SpecLoadError, PipelineArgumentError))
+        details = [
+            {"field": p.field, "task": p.task, "path": p.path, "message": p.message}
+            for p in exc.problems
+        ]
+        return JSONResponse(ErrorBody(error=str(exc), code=400, details=details).model_dump(), 400)
+
+    app.add_exception_handler(SpecLoadError, load_error)
+    app.add_exception_handler(PipelineArgumentError, load_error)
+
+    def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        text = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return JSONResponse(ErrorBody(error=text, code=400, details=details).model_dump(), 400)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+def _sort(sort_by: str) -> Any:
+    allowed = ("created_at", "-created_at", "name", "-name")
+    if sort_by not in allowed:
+        raise InvalidArgument("list", "sort_by", f"one of {', '.join(allowed)}, got {sort_by!r}")
+    return sort_by
+
+
+def _spec(document: dict[str, Any] | None, text: str | None) -> PipelineSpec:
+    """A compiled pipeline from the request: raypipe's IR or KFP's, checked."""
+    source = json.dumps(document) if document is not None else text or ""
+    return loads(source, source="the request's pipeline_spec")
+
+
+def _arguments(spec: PipelineSpec, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The run's arguments, checked against the pipeline's inputs before anything runs."""
+    bind_arguments(spec, parameters)  # raises PipelineArgumentError naming the input
+    return parameters
+
+
+def _new_run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex

@@ -1,0 +1,231 @@
+"""The REST API's request and response bodies, with KFP v2beta1's resource and field names.
+
+Example:
+    >>> CreateRun.model_validate({"display_name": "nightly", "pipeline_version_id": "v1",
+    ...                           "runtime_config": {"parameters": {"lr": 0.1}}}).parameters()
+    {'lr': 0.1}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from raypipe.api.store import records
+
+__all__ = [
+    "CreateExperiment",
+    "CreatePipeline",
+    "CreatePipelineVersion",
+    "CreateRun",
+    "ErrorBody",
+    "ExperimentBody",
+    "ListExperiments",
+    "ListPipelineVersions",
+    "ListPipelines",
+    "ListRuns",
+    "PipelineBody",
+    "PipelineVersionBody",
+    "RunBody",
+    "RuntimeConfig",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """What a failed request returns: a message naming the field, and KFP's code."""
+
+    error: str
+    code: int
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CreateExperiment(_Body):
+    display_name: str = Field(min_length=1, max_length=256)
+    description: str = Field(default="", max_length=10_000)
+
+
+class ExperimentBody(BaseModel):
+    experiment_id: str
+    display_name: str
+    description: str
+    created_at: datetime
+    namespace: str
+    storage_state: str
+    last_run_created_at: datetime | None
+
+    @classmethod
+    def of(cls, found: records.Experiment) -> ExperimentBody:
+        return cls(
+            experiment_id=found.experiment_id,
+            display_name=found.display_name,
+            description=found.description,
+            created_at=found.created_at,
+            namespace=found.namespace,
+            storage_state=found.storage_state.value,
+            last_run_created_at=found.last_run_created_at,
+        )
+
+
+class ListExperiments(BaseModel):
+    experiments: list[ExperimentBody]
+    next_page_token: str | None
+
+
+class CreatePipeline(_Body):
+    display_name: str = Field(min_length=1, max_length=256)
+    description: str = Field(default="", max_length=10_000)
+
+
+class PipelineBody(BaseModel):
+    pipeline_id: str
+    display_name: str
+    description: str
+    created_at: datetime
+    namespace: str
+
+    @classmethod
+    def of(cls, found: records.Pipeline) -> PipelineBody:
+        return cls(
+            pipeline_id=found.pipeline_id,
+            display_name=found.display_name,
+            description=found.description,
+            created_at=found.created_at,
+            namespace=found.namespace,
+        )
+
+
+class ListPipelines(BaseModel):
+    pipelines: list[PipelineBody]
+    next_page_token: str | None
+
+
+class CreatePipelineVersion(_Body):
+    """A compiled pipeline: raypipe's IR or KFP's (as a JSON object, or YAML text)."""
+
+    display_name: str = Field(min_length=1, max_length=256)
+    description: str = Field(default="", max_length=10_000)
+    pipeline_spec: dict[str, Any] | None = None
+    pipeline_spec_yaml: str | None = Field(default=None, max_length=50_000_000)
+
+    @model_validator(mode="after")
+    def _one_spec(self) -> CreatePipelineVersion:
+        if (self.pipeline_spec is None) == (self.pipeline_spec_yaml is None):
+            raise ValueError("give exactly one of pipeline_spec and pipeline_spec_yaml")
+        return self
+
+
+class PipelineVersionBody(BaseModel):
+    pipeline_id: str
+    pipeline_version_id: str
+    display_name: str
+    description: str
+    created_at: datetime
+    digest: str
+    pipeline_spec: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, found: records.PipelineVersion) -> PipelineVersionBody:
+        return cls(
+            pipeline_id=found.pipeline_id,
+            pipeline_version_id=found.pipeline_version_id,
+            display_name=found.display_name,
+            description=found.description,
+            created_at=found.created_at,
+            digest=found.digest,
+            pipeline_spec=_json(found.pipeline_spec),
+        )
+
+
+class ListPipelineVersions(BaseModel):
+    pipeline_versions: list[PipelineVersionBody]
+    next_page_token: str | None
+
+
+class RuntimeConfig(_Body):
+    """KFP's run arguments: ``parameters`` by pipeline input name."""
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateRun(_Body):
+    """A run of a stored pipeline version, or of a compiled pipeline given inline."""
+
+    display_name: str = Field(min_length=1, max_length=256)
+    description: str = Field(default="", max_length=10_000)
+    experiment_id: str | None = None
+    pipeline_version_id: str | None = None
+    pipeline_spec: dict[str, Any] | None = None
+    pipeline_spec_yaml: str | None = Field(default=None, max_length=50_000_000)
+    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateRun:
+        given = [
+            n
+            for n in ("pipeline_version_id", "pipeline_spec", "pipeline_spec_yaml")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of pipeline_version_id, pipeline_spec and pipeline_spec_yaml"
+            )
+        return self
+
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.runtime_config.parameters)
+
+
+class RunBody(BaseModel):
+    run_id: str
+    display_name: str
+    description: str
+    experiment_id: str | None
+    pipeline_version_id: str | None
+    recurring_run_id: str | None
+    runtime_config: RuntimeConfig
+    state: str
+    error: ErrorBody | None
+    storage_state: str
+    created_at: datetime
+    scheduled_at: datetime
+    finished_at: datetime | None
+    pipeline_spec: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, found: records.Run) -> RunBody:
+        return cls(
+            run_id=found.run_id,
+            display_name=found.display_name,
+            description=found.description,
+            experiment_id=found.experiment_id,
+            pipeline_version_id=found.pipeline_version_id,
+            recurring_run_id=found.recurring_run_id,
+            runtime_config=RuntimeConfig(parameters=found.arguments),
+            state=found.state.value,
+            error=ErrorBody(error=found.error_message, code=2) if found.error_message else None,
+            storage_state=found.storage_state.value,
+            created_at=found.created_at,
+            scheduled_at=found.scheduled_at,
+            finished_at=found.finished_at,
+            pipeline_spec=_json(found.pipeline_spec),
+        )
+
+
+class ListRuns(BaseModel):
+    runs: list[RunBody]
+    next_page_token: str | None
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    import json
+
+    if text is None:
+        return None
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded

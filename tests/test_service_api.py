@@ -1,0 +1,299 @@
+"""The service's REST API, for real: a SQLite store, the runtime on this session's Ray, and
+a service process killed with SIGKILL whose run the next instance finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from fastapi.testclient import TestClient
+
+import raypipe
+from raypipe import dsl
+from raypipe.api.app import API_PREFIX, create_app
+from raypipe.api.auth import parse_tokens
+from raypipe.api.executor import RunExecutor
+from raypipe.api.store import Store
+from tests.pipelines import addition
+
+KFP_ADD = Path(__file__).parent / "data" / "kfp" / "pipelines" / "add_numbers.yaml"
+_WAIT_S = 90.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'service.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    executor = RunExecutor(store, poll_seconds=0.1)
+    with TestClient(create_app(store, executor=executor, tokens=parse_tokens(""))) as test:
+        yield test
+
+
+def _wait_for_end(client: TestClient | httpx.Client, run_id: str, **kwargs: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + _WAIT_S
+    while True:
+        run: dict[str, Any] = client.get(f"{API_PREFIX}/runs/{run_id}", **kwargs).json()
+        if run["state"] in ("SUCCEEDED", "FAILED", "CANCELED"):
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} still {run['state']}"
+        time.sleep(0.1)
+
+
+def test_health_answers_without_a_token(store: Store) -> None:
+    app = create_app(store, tokens=parse_tokens("t:team"), execute=False)
+    with TestClient(app) as test:
+        assert test.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
+        assert test.get(f"{API_PREFIX}/runs").status_code == 401
+        assert "openapi" in test.get("/openapi.json").json()
+
+
+def test_upload_a_pipeline_version_and_run_it(client: TestClient) -> None:
+    pipeline = client.post(f"{API_PREFIX}/pipelines", json={"display_name": "addition"}).json()
+    version = client.post(
+        f"{API_PREFIX}/pipelines/{pipeline['pipeline_id']}/versions",
+        json={"display_name": "v1", "pipeline_spec": raypipe.compile(addition).to_dict()},
+    ).json()
+    assert version["pipeline_spec"]["name"] == "addition"
+    created = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "first",
+            "pipeline_version_id": version["pipeline_version_id"],
+            "runtime_config": {"parameters": {"a": 1, "b": 2}},
+        },
+    )
+    assert created.status_code == 200, created.text
+    run = _wait_for_end(client, created.json()["run_id"])
+    assert run["state"] == "SUCCEEDED", run
+    assert run["runtime_config"] == {"parameters": {"a": 1, "b": 2}}
+    assert run["experiment_id"]  # the namespace's default experiment
+
+    listed = client.get(f"{API_PREFIX}/runs", params={"state": "SUCCEEDED"}).json()
+    assert [r["run_id"] for r in listed["runs"]] == [run["run_id"]]
+
+
+def test_a_kfp_compiled_yaml_runs_through_the_api(client: TestClient) -> None:
+    created = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "kfp",
+            "pipeline_spec_yaml": KFP_ADD.read_text(),
+            "runtime_config": {"parameters": {"a": 2, "b": 5}},
+        },
+    ).json()
+    run = _wait_for_end(client, created["run_id"])
+    assert run["state"] == "SUCCEEDED", run
+    result_output = raypipe.lineage.sql(
+        "SELECT count(*) FROM executions WHERE run_id = ?", [run["run_id"]]
+    )[1]
+    assert result_output[0][0] >= 1  # the runtime recorded the run under the same id
+
+
+def test_bad_requests_name_the_field(client: TestClient) -> None:
+    missing = client.post(f"{API_PREFIX}/experiments", json={})
+    assert missing.status_code == 400 and "display_name" in missing.json()["error"]
+    both = client.post(f"{API_PREFIX}/runs", json={"display_name": "x"})
+    assert both.status_code == 400 and "exactly one of pipeline_version_id" in both.text
+    wrong = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "x",
+            "pipeline_spec": raypipe.compile(addition).to_dict(),
+            "runtime_config": {"parameters": {"a": "one", "b": 2}},
+        },
+    )
+    assert wrong.status_code == 400
+    assert wrong.json()["details"][0]["field"] == "a"
+    assert client.get(f"{API_PREFIX}/runs/nope").status_code == 404
+    assert client.get(f"{API_PREFIX}/runs", params={"sort_by": "size"}).status_code == 400
+
+
+def test_namespaces_do_not_see_each_other(store: Store) -> None:
+    tokens = parse_tokens("alpha-token:alpha,beta-token:beta")
+    with TestClient(create_app(store, tokens=tokens, execute=False)) as test:
+        alpha = {"Authorization": "Bearer alpha-token"}
+        beta = {"Authorization": "Bearer beta-token"}
+        made = test.post(f"{API_PREFIX}/experiments", json={"display_name": "e"}, headers=alpha)
+        experiment_id = made.json()["experiment_id"]
+        assert test.get(f"{API_PREFIX}/experiments/{experiment_id}", headers=alpha).is_success
+        assert (
+            test.get(f"{API_PREFIX}/experiments/{experiment_id}", headers=beta).status_code == 404
+        )
+        assert test.get(f"{API_PREFIX}/experiments", headers=beta).json()["experiments"] == []
+        wrong = {"Authorization": "Bearer nope"}
+        assert test.get(f"{API_PREFIX}/experiments", headers=wrong).status_code == 401
+
+
+@dsl.component
+def wait_for(path: str) -> str:
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.05)
+    return path
+
+
+@dsl.component
+def fail_once(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+@dsl.pipeline(name="gated")
+def gated(path: str) -> str:
+    return wait_for(path=path).output
+
+
+@dsl.pipeline(name="retried")
+def retried(gate: str, marker: str) -> str:
+    waited = wait_for(path=gate)
+    return fail_once(marker=marker).after(waited).output
+
+
+def test_terminate_cancels_and_retry_reruns_only_what_failed(
+    client: TestClient, tmp_path: Path
+) -> None:
+    started = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "blocked",
+            "pipeline_spec": raypipe.compile(gated).to_dict(),
+            "runtime_config": {"parameters": {"path": str(tmp_path / "never")}},
+        },
+    ).json()
+    stopped = client.post(f"{API_PREFIX}/runs/{started['run_id']}:terminate")
+    assert stopped.status_code == 200 and stopped.json()["state"] == "CANCELING"
+    assert _wait_for_end(client, started["run_id"])["state"] == "CANCELED"
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    created = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "retry-me",
+            "pipeline_spec": raypipe.compile(retried).to_dict(),
+            "runtime_config": {"parameters": {"gate": str(gate), "marker": str(tmp_path / "m")}},
+        },
+    ).json()
+    first = _wait_for_end(client, created["run_id"])
+    assert first["state"] == "FAILED" and "first attempt fails" in first["error"]["error"]
+    gate.unlink()  # if wait-for ran again, the retry would hang: it must come from the cache
+    again = client.post(f"{API_PREFIX}/runs/{created['run_id']}:retry")
+    assert again.status_code == 200, again.text
+    assert _wait_for_end(client, created["run_id"])["state"] == "SUCCEEDED"
+    conflict = client.post(f"{API_PREFIX}/runs/{created['run_id']}:retry")
+    assert conflict.status_code == 409
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve(database: str, port: int, home: Path, log: Path) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "RAYPIPE_HOME": str(home),
+        "RAYPIPE_DATABASE_URL": database,
+        "RAYPIPE_TRACKING": "0",
+    }
+    env.pop("RAYPIPE_API_TOKENS", None)
+    with log.open("a") as output:  # the child has its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "raypipe.cli",
+                "server",
+                "--port",
+                str(port),
+                "--address",
+                ray.get_runtime_context().gcs_address,
+                "--lease-seconds",
+                "2",
+            ],
+            env=env,
+            cwd=Path(__file__).parent.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def _wait_until_up(base: str) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)
+
+
+def test_a_run_survives_a_killed_service(tmp_path: Path, raypipe_home: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    gate = tmp_path / "gate"
+    log = tmp_path / "server.log"
+    first = _serve(database, port, raypipe_home, log)
+    try:
+        _wait_until_up(base)
+        created = httpx.post(
+            f"{base}{API_PREFIX}/runs",
+            json={
+                "display_name": "survivor",
+                "pipeline_spec": json.loads(json.dumps(raypipe.compile(gated).to_dict())),
+                "runtime_config": {"parameters": {"path": str(gate)}},
+            },
+            timeout=30,
+        )
+        assert created.is_success, created.text
+        run_id = created.json()["run_id"]
+        deadline = time.monotonic() + _WAIT_S
+        while httpx.get(f"{base}{API_PREFIX}/runs/{run_id}").json()["state"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=_WAIT_S)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    gate.touch()
+    second = _serve(database, port, raypipe_home, log)
+    try:
+        _wait_until_up(base)
+        with httpx.Client(base_url=base) as http:
+            run = _wait_for_end(http, run_id)
+        assert run["state"] == "SUCCEEDED", (run, log.read_text()[-3000:])
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait()
