@@ -2,9 +2,9 @@
 
 ``create_app()`` builds the FastAPI application; ``raypipe server`` serves it. Resources
 live under ``/apis/v2beta1`` with KFP's names: experiments, pipelines and their versions,
-runs. Every route but ``/healthz`` needs a bearer token when tokens are configured (see
-:mod:`raypipe.api.auth`), and sees only its token's namespace: another namespace's ids
-are not found (404).
+runs, recurring runs. Every route but ``/healthz`` needs a bearer token when tokens are
+configured (see :mod:`raypipe.api.auth`), and sees only its token's namespace: another
+namespace's ids are not found (404).
 
 Example:
     >>> from fastapi.testclient import TestClient                  # doctest: +SKIP
@@ -26,19 +26,24 @@ from fastapi.responses import JSONResponse
 
 from raypipe.api.auth import DEFAULT_NAMESPACE, Tokens, tokens_from_env
 from raypipe.api.executor import RunExecutor
+from raypipe.api.recurring import RecurringScheduler
+from raypipe.api.schedule import Trigger
 from raypipe.api.schemas import (
     CreateExperiment,
     CreatePipeline,
     CreatePipelineVersion,
+    CreateRecurringRun,
     CreateRun,
     ErrorBody,
     ExperimentBody,
     ListExperiments,
     ListPipelines,
     ListPipelineVersions,
+    ListRecurringRuns,
     ListRuns,
     PipelineBody,
     PipelineVersionBody,
+    RecurringRunBody,
     RunBody,
 )
 from raypipe.api.store import (
@@ -48,6 +53,7 @@ from raypipe.api.store import (
     InvalidArgument,
     ListFilter,
     NotFound,
+    RecurringRunFilter,
     RunFilter,
     RunState,
     StorageState,
@@ -85,15 +91,18 @@ def create_app(
     store = store or Store()
     tokens = tokens if tokens is not None else tokens_from_env()
     runner = executor or (RunExecutor(store) if execute else None)
+    recurring = RecurringScheduler(store, runner) if runner is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if runner is not None:
+        if runner is not None and recurring is not None:
             runner.start()
+            recurring.start()
         try:
             yield
         finally:
-            if runner is not None:
+            if runner is not None and recurring is not None:
+                recurring.stop()
                 runner.stop()
 
     app = FastAPI(
@@ -102,7 +111,7 @@ def create_app(
         description="Pipelines, experiments and runs (KFP v2beta1 resources), run on Ray.",
         lifespan=lifespan,
     )
-    app.state.store, app.state.executor = store, runner
+    app.state.store, app.state.executor, app.state.recurring = store, runner, recurring
     _install_error_handlers(app)
     namespace_of = _namespace_dependency(tokens)
     Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
@@ -334,6 +343,85 @@ def create_app(
     @app.delete(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"])
     def delete_run(run_id: str, ns: Namespace) -> dict[str, Any]:
         store.delete_run(ns, run_id)
+        return {}
+
+    # -- recurring runs ---------------------------------------------------------------------
+
+    @app.post(f"{API_PREFIX}/recurringruns", tags=["recurring runs"])
+    def create_recurring_run(body: CreateRecurringRun, ns: Namespace) -> RecurringRunBody:
+        if body.pipeline_version_id is not None:
+            version = store.get_pipeline_version(ns, body.pipeline_version_id)
+            spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
+            spec_json = None
+        else:
+            spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
+            spec_json = spec.model_dump_json()
+        arguments = _arguments(spec, body.parameters())
+        cron, periodic = body.trigger.cron_schedule, body.trigger.periodic_schedule
+        window = cron or periodic
+        assert window is not None  # validated: one of the two
+        try:  # the same checks the scheduler will make, with the field named
+            Trigger(
+                cron=cron.cron if cron else None,
+                interval_seconds=periodic.interval_second if periodic else None,
+                start_time=window.start_time,
+                end_time=window.end_time,
+            )
+        except ValueError as exc:
+            raise InvalidArgument("recurring_run", "trigger", str(exc)) from exc
+        created = store.create_recurring_run(
+            ns,
+            display_name=body.display_name,
+            description=body.description,
+            pipeline_spec=spec_json,
+            pipeline_version_id=body.pipeline_version_id,
+            arguments=arguments,
+            experiment_id=body.experiment_id or store.default_experiment(ns).experiment_id,
+            cron=cron.cron if cron else None,
+            interval_seconds=periodic.interval_second if periodic else None,
+            start_time=window.start_time,
+            end_time=window.end_time,
+            max_concurrency=body.max_concurrency,
+            no_catchup=body.no_catchup,
+            enabled=body.mode == "ENABLE",
+        )
+        return RecurringRunBody.of(created)
+
+    @app.get(f"{API_PREFIX}/recurringruns", tags=["recurring runs"])
+    def list_recurring_runs(
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: str = "-created_at",
+        experiment_id: str | None = None,
+    ) -> ListRecurringRuns:
+        page = store.list_recurring_runs(
+            ns,
+            RecurringRunFilter(experiment_id=experiment_id),
+            sort=_sort(sort_by),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return ListRecurringRuns(
+            recurringRuns=[RecurringRunBody.of(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @app.get(f"{API_PREFIX}/recurringruns/{{recurring_run_id}}", tags=["recurring runs"])
+    def get_recurring_run(recurring_run_id: str, ns: Namespace) -> RecurringRunBody:
+        return RecurringRunBody.of(store.get_recurring_run(ns, recurring_run_id))
+
+    @app.post(f"{API_PREFIX}/recurringruns/{{recurring_run_id}}:enable", tags=["recurring runs"])
+    def enable_recurring_run(recurring_run_id: str, ns: Namespace) -> RecurringRunBody:
+        return RecurringRunBody.of(store.set_recurring_run_enabled(ns, recurring_run_id, True))
+
+    @app.post(f"{API_PREFIX}/recurringruns/{{recurring_run_id}}:disable", tags=["recurring runs"])
+    def disable_recurring_run(recurring_run_id: str, ns: Namespace) -> RecurringRunBody:
+        return RecurringRunBody.of(store.set_recurring_run_enabled(ns, recurring_run_id, False))
+
+    @app.delete(f"{API_PREFIX}/recurringruns/{{recurring_run_id}}", tags=["recurring runs"])
+    def delete_recurring_run(recurring_run_id: str, ns: Namespace) -> dict[str, Any]:
+        store.delete_recurring_run(ns, recurring_run_id)
         return {}
 
     return app

@@ -9,9 +9,9 @@ Example:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from raypipe.api.store import records
 
@@ -19,17 +19,21 @@ __all__ = [
     "CreateExperiment",
     "CreatePipeline",
     "CreatePipelineVersion",
+    "CreateRecurringRun",
     "CreateRun",
     "ErrorBody",
     "ExperimentBody",
     "ListExperiments",
     "ListPipelineVersions",
     "ListPipelines",
+    "ListRecurringRuns",
     "ListRuns",
     "PipelineBody",
     "PipelineVersionBody",
+    "RecurringRunBody",
     "RunBody",
     "RuntimeConfig",
+    "TriggerBody",
 ]
 
 
@@ -219,6 +223,110 @@ class RunBody(BaseModel):
 
 class ListRuns(BaseModel):
     runs: list[RunBody]
+    next_page_token: str | None
+
+
+class CronSchedule(_Body):
+    cron: str = Field(min_length=1, max_length=256)
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+
+
+class PeriodicSchedule(_Body):
+    interval_second: int = Field(gt=0)
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+
+
+class TriggerBody(_Body):
+    """KFP's trigger: a cron schedule or a periodic one."""
+
+    cron_schedule: CronSchedule | None = None
+    periodic_schedule: PeriodicSchedule | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TriggerBody:
+        if (self.cron_schedule is None) == (self.periodic_schedule is None):
+            raise ValueError("give exactly one of cron_schedule and periodic_schedule")
+        return self
+
+
+class CreateRecurringRun(_Body):
+    """A schedule that starts runs of a pipeline version (or of an IR given inline)."""
+
+    display_name: str = Field(min_length=1, max_length=256)
+    description: str = Field(default="", max_length=10_000)
+    experiment_id: str | None = None
+    pipeline_version_id: str | None = None
+    pipeline_spec: dict[str, Any] | None = None
+    pipeline_spec_yaml: str | None = Field(default=None, max_length=50_000_000)
+    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    trigger: TriggerBody
+    max_concurrency: int = Field(default=1, ge=1, le=100)
+    no_catchup: bool = False
+    mode: Literal["ENABLE", "DISABLE"] = "ENABLE"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateRecurringRun:
+        given = [
+            n
+            for n in ("pipeline_version_id", "pipeline_spec", "pipeline_spec_yaml")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of pipeline_version_id, pipeline_spec and pipeline_spec_yaml"
+            )
+        return self
+
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.runtime_config.parameters)
+
+
+class RecurringRunBody(BaseModel):
+    recurring_run_id: str
+    display_name: str
+    description: str
+    experiment_id: str | None
+    pipeline_version_id: str | None
+    runtime_config: RuntimeConfig
+    trigger: TriggerBody
+    max_concurrency: int
+    no_catchup: bool
+    status: Literal["ENABLED", "DISABLED"]
+    last_tick_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, found: records.RecurringRun) -> RecurringRunBody:
+        window = {"start_time": found.start_time, "end_time": found.end_time}
+        if found.cron is not None:
+            trigger = TriggerBody(cron_schedule=CronSchedule(cron=found.cron, **window))
+        else:
+            assert found.interval_seconds is not None  # the store keeps one of the two
+            trigger = TriggerBody(
+                periodic_schedule=PeriodicSchedule(interval_second=found.interval_seconds, **window)
+            )
+        return cls(
+            recurring_run_id=found.recurring_run_id,
+            display_name=found.display_name,
+            description=found.description,
+            experiment_id=found.experiment_id,
+            pipeline_version_id=found.pipeline_version_id,
+            runtime_config=RuntimeConfig(parameters=found.arguments),
+            trigger=trigger,
+            max_concurrency=found.max_concurrency,
+            no_catchup=found.no_catchup,
+            status="ENABLED" if found.enabled else "DISABLED",
+            last_tick_at=found.last_tick_at,
+            created_at=found.created_at,
+            updated_at=found.updated_at,
+        )
+
+
+class ListRecurringRuns(BaseModel):
+    recurringRuns: list[RecurringRunBody]  # noqa: N815 - KFP's field name
     next_page_token: str | None
 
 
