@@ -14,7 +14,9 @@ Example:
 """
 
 from raypipe import dsl, lineage
+from raypipe.client import Client
 from raypipe.errors import (
+    ApiError,
     ClusterConnectionError,
     ComponentDefinitionError,
     PipelineArgumentError,
@@ -50,8 +52,10 @@ from raypipe.spec.models import PipelineSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiError",
     "ArtifactRecord",
     "AttemptRecord",
+    "Client",
     "ClusterConnectionError",
     "ComponentDefinitionError",
     "ErrorInfo",

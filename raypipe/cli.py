@@ -13,6 +13,8 @@ Example:
     $ raypipe lineage upstream /home/me/.raypipe/artifacts/p/3f2a9c1e/train/model
     $ raypipe lineage export 3f2a9c1e... --format openlineage -o run.ndjson
     $ raypipe lineage compact
+    $ raypipe runs list --state FAILED --host http://pipelines:8888 --token s3cret
+    $ raypipe pipelines upload addition.yaml --name addition
 
 Exit codes: 0 the run succeeded; 1 the run failed or was canceled; 2 the command, the
 pipeline or its arguments are wrong (nothing ran), or ``logs``, ``resume``, ``replay`` or
@@ -20,6 +22,8 @@ pipeline or its arguments are wrong (nothing ran), or ``logs``, ``resume``, ``re
 ``lineage``: 0 done; 1 ``upstream``/``downstream`` found no step that wrote (read) the
 URI; 2 the root cannot be read, the SQL is wrong, or ``export`` names a run the root does
 not hold.
+``runs``, ``experiments``, ``pipelines`` (a raypipe server, through raypipe.Client): 0
+done; 2 the server refused the request (its message names why) or could not be reached.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from raypipe.client import DEFAULT_HOST, Client
 from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineArgumentError, Problem, RaypipeError
 from raypipe.runtime.config import RuntimeConfig
@@ -203,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     logs_cmd.set_defaults(handler=_logs)
     _lineage_parser(commands)
+    _service_parsers(commands)
     return parser
 
 
@@ -299,6 +306,155 @@ def _lineage_parser(commands: Any) -> None:
         "--rows-per-file", type=int, default=4_000_000, help="rows per merged file"
     )
     compact_cmd.set_defaults(handler=_lineage_compact)
+
+
+def _service_parsers(commands: Any) -> None:
+    """``runs``, ``experiments`` and ``pipelines``: a raypipe server's resources."""
+    run_states = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED"]
+
+    def group(name: str, help: str) -> Any:
+        parser = commands.add_parser(
+            name,
+            help=help,
+            description=f"{help[0].upper()}{help[1:]}, through the REST API of a raypipe "
+            "server (--host, else RAYPIPE_HOST, else http://127.0.0.1:8888).",
+        )
+        return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def add(actions: Any, name: str, help: str, handler: Any) -> argparse.ArgumentParser:
+        action: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
+        action.add_argument("--host", help="the server's URL (default: RAYPIPE_HOST)")
+        action.add_argument("--token", help="a bearer token (default: RAYPIPE_TOKEN)")
+        action.set_defaults(handler=handler)
+        return action
+
+    def listing(action: argparse.ArgumentParser) -> None:
+        action.add_argument("--page-size", type=int, default=50, help="rows (default 50)")
+        action.add_argument("--page-token", default="", help="the next page, as printed")
+        action.add_argument("--json", action="store_true", help="print rows as JSON")
+
+    runs = group("runs", "list, show, terminate and retry runs")
+    runs_list = add(runs, "list", "list runs, newest first", _runs_list)
+    runs_list.add_argument("--experiment", metavar="ID", help="only this experiment's runs")
+    runs_list.add_argument(
+        "--state",
+        action="append",
+        type=str.upper,
+        choices=run_states,
+        help="only runs in this state; repeat for several",
+    )
+    listing(runs_list)
+    runs_get = add(runs, "get", "show a run", _runs_get)
+    runs_get.add_argument("run_id", metavar="RUN_ID")
+    runs_get.add_argument("--json", action="store_true", help="print the run as JSON")
+    for name, help in (
+        ("terminate", "cancel a run that has not ended"),
+        ("retry", "run a failed or canceled run again (finished steps from the cache)"),
+    ):
+        add(runs, name, help, _runs_change).add_argument("run_id", metavar="RUN_ID")
+
+    experiments = group("experiments", "list and create experiments")
+    listing(add(experiments, "list", "list experiments, newest first", _experiments_list))
+    create = add(experiments, "create", "create an experiment (or show it)", _experiments_create)
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--description", default="", help="what the experiment is for")
+
+    pipelines = group("pipelines", "list and upload pipelines")
+    listing(add(pipelines, "list", "list pipelines, newest first", _pipelines_list))
+    upload = add(
+        pipelines,
+        "upload",
+        "store a compiled pipeline (raypipe or KFP YAML/JSON) with its first version, v1",
+        _pipelines_upload,
+    )
+    upload.add_argument("file", metavar="FILE", help="a compiled p.yaml or p.json")
+    upload.add_argument("--name", help="the pipeline's name (default: the file's stem)")
+    upload.add_argument("--description", help="what the pipeline does")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    host = args.host or os.environ.get("RAYPIPE_HOST") or DEFAULT_HOST
+    return Client(host, args.token or os.environ.get("RAYPIPE_TOKEN") or None)
+
+
+def _print_page(
+    names: list[str], items: Sequence[Any], next_page_token: str | None, *, as_json: bool
+) -> int:
+    """A page of service records as a table (or JSON), and where the next page starts."""
+    rows = [[getattr(item, n) for n in names] for item in items]
+    if as_json:
+        print(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
+    else:
+        _print_rows(names, rows, as_json=False)
+    if next_page_token:
+        print(f"more: --page-token {next_page_token}", file=sys.stderr)
+    return 0
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.list_runs(
+            page_token=args.page_token,
+            page_size=args.page_size,
+            experiment_id=args.experiment,
+            state=args.state,
+        )
+    names = ["run_id", "display_name", "state", "created_at", "finished_at"]
+    return _print_page(names, page.runs, page.next_page_token, as_json=args.json)
+
+
+def _runs_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        run = client.get_run(args.run_id)
+    if args.json:
+        print(json.dumps(run.model_dump(mode="json"), indent=2))
+        return 0
+    fields = ["run_id", "display_name", "state", "experiment_id", "pipeline_version_id"]
+    fields += ["recurring_run_id", "storage_state", "created_at", "finished_at"]
+    for name in fields:
+        print(f"{name}: {_cell(getattr(run, name))}")
+    print(f"parameters: {json.dumps(run.runtime_config.parameters)}")
+    if run.error is not None:
+        print(f"error: {run.error.error}")
+    return 0
+
+
+def _runs_change(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        change = client.terminate_run if args.action == "terminate" else client.retry_run
+        run = change(args.run_id)
+    print(f"run {run.run_id}: {run.state}")
+    return 0
+
+
+def _experiments_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.list_experiments(page_token=args.page_token, page_size=args.page_size)
+    names = ["experiment_id", "display_name", "storage_state", "created_at"]
+    return _print_page(names, page.experiments, page.next_page_token, as_json=args.json)
+
+
+def _experiments_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        experiment = client.create_experiment(args.name, args.description)
+    print(f"experiment {experiment.display_name!r}: {experiment.experiment_id}")
+    return 0
+
+
+def _pipelines_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.list_pipelines(page_token=args.page_token, page_size=args.page_size)
+    names = ["pipeline_id", "display_name", "description", "created_at"]
+    return _print_page(names, page.pipelines, page.next_page_token, as_json=args.json)
+
+
+def _pipelines_upload(args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():
+        raise UsageError(f"{args.file}: no such file")
+    with _client(args) as client:
+        pipeline = client.upload_pipeline(args.file, args.name, args.description)
+    print(f"pipeline {pipeline.display_name!r}: {pipeline.pipeline_id} (version v1)")
+    return 0
 
 
 def _server(args: argparse.Namespace) -> int:

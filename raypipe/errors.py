@@ -8,6 +8,7 @@ RaypipeError
  ├── PipelineArgumentError       run arguments do not match the pipeline's inputs
  ├── ClusterConnectionError      the Ray cluster cannot be reached
  ├── StepFailedError             a step raised, or its worker died (``raise_on_failure=True``)
+ ├── ApiError                    the raypipe service refused a request, or could not be reached
  ├── (in raypipe.runtime.failures, raised or recorded while a run executes)
  │    InfeasibleResourcesError   a step asks for more than any node has; nothing ran
  │    StepTimeoutError           an attempt overran its ``timeout`` (raised inside the step)
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from raypipe.runtime.result import RunResult
 
 __all__ = [
+    "ApiError",
     "ClusterConnectionError",
     "ComponentDefinitionError",
     "PipelineArgumentError",
@@ -180,3 +182,31 @@ class StepFailedError(RaypipeError):
             f"{pipeline}.{task}: step failed on attempt {attempt}: {error_type}: {message}\n"
             f"{traceback}"
         )
+
+
+class ApiError(RaypipeError):
+    """The raypipe service answered a request with an error, or could not be reached.
+
+    ``status_code`` is the HTTP status (400 a field is wrong, 401 no valid token, 404 not
+    found, 409 the resource's state forbids it), ``None`` when no answer came; ``message``
+    is the server's text, which names the field; ``details`` its per-field list.
+
+    Example:
+        >>> raise ApiError(404, "run 'x' not found", method="GET", path="/apis/v2beta1/runs/x")
+        Traceback (most recent call last):
+        raypipe.errors.ApiError: GET /apis/v2beta1/runs/x: 404: run 'x' not found
+    """
+
+    def __init__(
+        self,
+        status_code: int | None,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        details: Sequence[dict[str, object]] = (),
+    ) -> None:
+        self.status_code, self.message, self.details = status_code, message, list(details)
+        self.method, self.path = method, path
+        status = "no answer" if status_code is None else str(status_code)
+        super().__init__(f"{method} {path}: {status}: {message}")
