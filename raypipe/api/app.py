@@ -247,6 +247,18 @@ def create_app(
             raise NotFound("pipeline version", pipeline_version_id)
         return PipelineVersionBody.of(found)
 
+    @app.delete(
+        f"{API_PREFIX}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}",
+        tags=["pipelines"],
+    )
+    def delete_pipeline_version(
+        pipeline_id: str, pipeline_version_id: str, ns: Namespace
+    ) -> dict[str, Any]:
+        if store.get_pipeline_version(ns, pipeline_version_id).pipeline_id != pipeline_id:
+            raise NotFound("pipeline version", pipeline_version_id)
+        store.delete_pipeline_version(ns, pipeline_version_id)
+        return {}
+
     # -- runs -------------------------------------------------------------------------------
 
     @app.post(f"{API_PREFIX}/runs", tags=["runs"])
@@ -282,6 +294,7 @@ def create_app(
         sort_by: str = "-created_at",
         experiment_id: str | None = None,
         pipeline_version_id: str | None = None,
+        recurring_run_id: str | None = None,
         state: Annotated[list[RunState] | None, Query()] = None,
         name_contains: str | None = None,
         storage_state: StorageState | None = None,
@@ -292,6 +305,7 @@ def create_app(
                 states=state,
                 experiment_id=experiment_id,
                 pipeline_version_id=pipeline_version_id,
+                recurring_run_id=recurring_run_id,
                 name_contains=name_contains,
                 storage_state=storage_state,
             ),
