@@ -297,3 +297,97 @@ def test_a_run_survives_a_killed_service(tmp_path: Path, raypipe_home: Path) -> 
         except subprocess.TimeoutExpired:
             second.kill()
             second.wait()
+
+
+@dsl.component
+def write_report(text: str, report: dsl.Output[dsl.Dataset]) -> str:
+    print(f"writing {text}")
+    with open(report.path, "w") as f:
+        f.write(text)
+    return text
+
+
+@dsl.pipeline(name="reporting")
+def reporting(text: str = "hello") -> str:
+    return write_report(text=text).outputs["Output"]
+
+
+@dsl.component
+def link_out(target: str, report: dsl.Output[dsl.Dataset]) -> None:
+    import os
+
+    os.symlink(target, report.path)  # an artifact that points outside the artifact root
+
+
+@dsl.pipeline(name="linking")
+def linking(target: str) -> None:
+    link_out(target=target)
+
+
+def _eventually(check: Any, what: str) -> Any:
+    deadline = time.monotonic() + _WAIT_S
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_artifacts_logs_and_lineage_of_a_run_and_nothing_else(
+    client: TestClient, tmp_path: Path
+) -> None:
+    created = client.post(
+        f"{API_PREFIX}/runs",
+        json={"display_name": "report", "pipeline_spec": raypipe.compile(reporting).to_dict()},
+    ).json()
+    run_id = created["run_id"]
+    assert _wait_for_end(client, run_id)["state"] == "SUCCEEDED"
+    base = f"{API_PREFIX}/runs/{run_id}"
+    artifacts = _eventually(
+        lambda: client.get(f"{base}/artifacts").json()["artifacts"], "the run's lineage"
+    )
+    (report,) = artifacts
+    assert (report["task"], report["output"], report["type"]) == (
+        "write-report",
+        "report",
+        "Dataset",
+    )
+    download = client.get(f"{base}/artifacts:download", params={"uri": report["uri"]})
+    assert download.status_code == 200 and download.content == b"hello"
+    assert client.get(f"{base}/logs").json()["logs"] == [{"task": "write-report", "attempt": 1}]
+    assert client.get(f"{base}/logs/write-report").text == "writing hello\n"
+    followed = client.get(f"{base}/logs/write-report", params={"follow": "true"})
+    assert followed.text == "writing hello\n"  # the run ended: the stream ends too
+    lineage = client.get(f"{base}/lineage").json()
+    assert [e["task"] for e in lineage["executions"]] == ["write-report"]
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    root = report["uri"].rsplit("/", 4)[0]
+    for uri in (
+        str(outside),
+        "/etc/passwd",
+        f"{report['uri']}/../../../../../etc/passwd",
+        report["uri"].replace("report", "%2e%2e/%2e%2e/secret"),
+        f"{root}/../secret.txt",
+    ):
+        refused = client.get(f"{base}/artifacts:download", params={"uri": uri})
+        assert refused.status_code == 404, uri
+    assert client.get(f"{API_PREFIX}/runs/nope/artifacts").status_code == 404
+
+    linked = client.post(
+        f"{API_PREFIX}/runs",
+        json={
+            "display_name": "link",
+            "pipeline_spec": raypipe.compile(linking).to_dict(),
+            "runtime_config": {"parameters": {"target": str(outside)}},
+        },
+    ).json()
+    assert _wait_for_end(client, linked["run_id"])["state"] == "SUCCEEDED"
+    link_base = f"{API_PREFIX}/runs/{linked['run_id']}"
+    (symlink,) = _eventually(
+        lambda: client.get(f"{link_base}/artifacts").json()["artifacts"], "the link's lineage"
+    )
+    escaped = client.get(f"{link_base}/artifacts:download", params={"uri": symlink["uri"]})
+    assert escaped.status_code == 404  # resolved, the link leaves the artifact root

@@ -15,6 +15,7 @@ Example:
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations, and
 # ``Namespace`` is local to create_app.
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -22,11 +23,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from raypipe.api.auth import DEFAULT_NAMESPACE, Tokens, tokens_from_env
 from raypipe.api.executor import RunExecutor
 from raypipe.api.recurring import RecurringScheduler
+from raypipe.api.run_files import ArtifactBody, LogBody, RunFiles
 from raypipe.api.schedule import Trigger
 from raypipe.api.schemas import (
     CreateExperiment,
@@ -59,6 +61,7 @@ from raypipe.api.store import (
     StorageState,
     Store,
 )
+from raypipe.api.store.records import TERMINAL_STATES
 from raypipe.errors import PipelineArgumentError, SpecLoadError
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.io import loads
@@ -359,6 +362,66 @@ def create_app(
         store.delete_run(ns, run_id)
         return {}
 
+    # -- a run's files: artifacts, logs, lineage -------------------------------------------
+
+    def files_of(ns: str, run_id: str) -> RunFiles:
+        return RunFiles(store.get_run(ns, run_id).run_id)  # 404 for another namespace's
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/artifacts", tags=["runs"])
+    def list_artifacts(run_id: str, ns: Namespace) -> dict[str, list[ArtifactBody]]:
+        return {"artifacts": files_of(ns, run_id).artifacts()}
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/artifacts:download", tags=["runs"])
+    def download_artifact(run_id: str, uri: str, ns: Namespace) -> Response:
+        """The content of one file artifact of the run (``uri`` as listed)."""
+        data = files_of(ns, run_id).read_artifact(uri)
+        name = uri.rstrip("/").rpartition("/")[2] or "artifact"
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{_header_safe(name)}"'},
+        )
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/lineage", tags=["runs"])
+    def run_lineage(run_id: str, ns: Namespace) -> dict[str, Any]:
+        return files_of(ns, run_id).lineage()
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/logs", tags=["runs"])
+    def list_logs(run_id: str, ns: Namespace) -> dict[str, list[LogBody]]:
+        return {"logs": files_of(ns, run_id).logs()}
+
+    @app.get(f"{API_PREFIX}/runs/{{run_id}}/logs/{{task:path}}", tags=["runs"])
+    def step_log(
+        run_id: str,
+        task: str,
+        ns: Namespace,
+        attempt: Annotated[int | None, Query(ge=1)] = None,
+        follow: bool = False,
+    ) -> Response:
+        """A step's log as text; with ``follow``, streamed while the run goes on."""
+        files = files_of(ns, run_id)
+        if not follow:
+            text = files.log_text(task, attempt)
+            if text is None:
+                raise NotFound("log", task)
+            return PlainTextResponse(text)
+
+        async def stream() -> AsyncIterator[str]:
+            sent = 0
+            while True:
+                text = files.log_text(task, attempt) or ""
+                if len(text) > sent:
+                    yield text[sent:]
+                    sent = len(text)
+                if store.get_run(ns, run_id).state in TERMINAL_STATES:
+                    text = files.log_text(task, attempt) or ""
+                    if len(text) > sent:
+                        yield text[sent:]
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/plain")
+
     # -- recurring runs ---------------------------------------------------------------------
 
     @app.post(f"{API_PREFIX}/recurringruns", tags=["recurring runs"])
@@ -490,6 +553,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(ErrorBody(error=text, code=400, details=details).model_dump(), 400)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+def _header_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def _sort(sort_by: str) -> Any:
