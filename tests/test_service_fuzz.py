@@ -389,12 +389,6 @@ def saying(text: str = "hello") -> str:
     return say(text=text).output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="server bug: ?follow=true with an attempt the step does not have raises NotFound "
-    "inside the stream, after the 200 has started (the connection is cut) instead of a 404",
-)
 def test_following_a_missing_attempt_is_not_found(tmp_path: Path) -> None:
     result = raypipe.run(saying, quiet=True, cache=False)
     with Store(f"sqlite:///{tmp_path / 'service.db'}") as store:

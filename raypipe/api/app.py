@@ -400,21 +400,28 @@ def create_app(
     ) -> Response:
         """A step's log as text; with ``follow``, streamed while the run goes on."""
         files = files_of(ns, run_id)
-        if not follow:
+        ended = store.get_run(ns, run_id).state in TERMINAL_STATES
+        if not follow or ended:  # nothing more will be written: all of it, or 404, now
             text = files.log_text(task, attempt)
             if text is None:
                 raise NotFound("log", task)
             return PlainTextResponse(text)
 
+        def current() -> str:
+            try:
+                return files.log_text(task, attempt) or ""
+            except NotFound:  # that attempt has not started (yet): nothing written
+                return ""
+
         async def stream() -> AsyncIterator[str]:
             sent = 0
             while True:
-                text = files.log_text(task, attempt) or ""
+                text = current()
                 if len(text) > sent:
                     yield text[sent:]
                     sent = len(text)
                 if store.get_run(ns, run_id).state in TERMINAL_STATES:
-                    text = files.log_text(task, attempt) or ""
+                    text = current()
                     if len(text) > sent:
                         yield text[sent:]
                     return
