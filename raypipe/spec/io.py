@@ -109,7 +109,6 @@ def loads(text: str, *, source: str = "<string>") -> PipelineSpec:
             [Problem(f"expected one YAML document, got {len(documents)}")], source=source
         )
     document = documents[0] if documents else None
-    lines = _line_index(text)
     if not isinstance(document, dict):
         raise SpecLoadError(
             [Problem(f"expected a mapping at the top, got {type(document).__name__}")],
@@ -118,6 +117,7 @@ def loads(text: str, *, source: str = "<string>") -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(document)
     except ValidationError as exc:
+        lines = _line_index(text)  # only to locate problems: it parses the text again
         problems = [
             Problem(
                 _pydantic_message(error),
@@ -129,6 +129,7 @@ def loads(text: str, *, source: str = "<string>") -> PipelineSpec:
         raise SpecLoadError(problems, source=source) from exc
     problems = validate_spec(spec)
     if problems:
+        lines = _line_index(text)
         located = [
             Problem(p.message, p.pipeline, p.task, p.field, _with_line(p.path, lines))
             for p in problems
