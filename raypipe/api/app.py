@@ -264,8 +264,11 @@ def create_app(
 
     # -- runs -------------------------------------------------------------------------------
 
-    @app.post(f"{API_PREFIX}/runs", tags=["runs"])
-    def create_run(body: CreateRun, ns: Namespace) -> RunBody:
+    def checked_source(
+        ns: str, body: CreateRun | CreateRecurringRun
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The inline IR to store (None for a stored version) and the arguments, both
+        checked before anything is recorded."""
         if body.pipeline_version_id is not None:
             version = store.get_pipeline_version(ns, body.pipeline_version_id)
             spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
@@ -273,7 +276,11 @@ def create_app(
         else:
             spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
             spec_json = spec.model_dump_json()
-        arguments = _arguments(spec, body.parameters())
+        return spec_json, _arguments(spec, body.parameters())
+
+    @app.post(f"{API_PREFIX}/runs", tags=["runs"])
+    def create_run(body: CreateRun, ns: Namespace) -> RunBody:
+        spec_json, arguments = checked_source(ns, body)
         experiment_id = body.experiment_id or store.default_experiment(ns).experiment_id
         run = store.create_run(
             ns,
@@ -433,14 +440,7 @@ def create_app(
 
     @app.post(f"{API_PREFIX}/recurringruns", tags=["recurring runs"])
     def create_recurring_run(body: CreateRecurringRun, ns: Namespace) -> RecurringRunBody:
-        if body.pipeline_version_id is not None:
-            version = store.get_pipeline_version(ns, body.pipeline_version_id)
-            spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
-            spec_json = None
-        else:
-            spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
-            spec_json = spec.model_dump_json()
-        arguments = _arguments(spec, body.parameters())
+        spec_json, arguments = checked_source(ns, body)
         cron, periodic = body.trigger.cron_schedule, body.trigger.periodic_schedule
         window = cron or periodic
         assert window is not None  # validated: one of the two

@@ -157,8 +157,9 @@ class RuntimeConfig(_Body):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class CreateRun(_Body):
-    """A run of a stored pipeline version, or of a compiled pipeline given inline."""
+class _RunSource(_Body):
+    """What a run (or each run of a schedule) runs: a stored pipeline version, or a
+    compiled pipeline given inline; with its arguments."""
 
     display_name: str = Field(min_length=1, max_length=256)
     description: str = Field(default="", max_length=10_000)
@@ -169,7 +170,7 @@ class CreateRun(_Body):
     runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")
-    def _one_source(self) -> CreateRun:
+    def _one_source(self) -> _RunSource:
         given = [
             n
             for n in ("pipeline_version_id", "pipeline_spec", "pipeline_spec_yaml")
@@ -183,6 +184,10 @@ class CreateRun(_Body):
 
     def parameters(self) -> dict[str, Any]:
         return dict(self.runtime_config.parameters)
+
+
+class CreateRun(_RunSource):
+    """A run of a stored pipeline version, or of a compiled pipeline given inline."""
 
 
 class RunBody(BaseModel):
@@ -251,36 +256,13 @@ class TriggerBody(_Body):
         return self
 
 
-class CreateRecurringRun(_Body):
+class CreateRecurringRun(_RunSource):
     """A schedule that starts runs of a pipeline version (or of an IR given inline)."""
 
-    display_name: str = Field(min_length=1, max_length=256)
-    description: str = Field(default="", max_length=10_000)
-    experiment_id: str | None = None
-    pipeline_version_id: str | None = None
-    pipeline_spec: dict[str, Any] | None = None
-    pipeline_spec_yaml: str | None = Field(default=None, max_length=50_000_000)
-    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
     trigger: TriggerBody
     max_concurrency: int = Field(default=1, ge=1, le=100)
     no_catchup: bool = False
     mode: Literal["ENABLE", "DISABLE"] = "ENABLE"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CreateRecurringRun:
-        given = [
-            n
-            for n in ("pipeline_version_id", "pipeline_spec", "pipeline_spec_yaml")
-            if getattr(self, n) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of pipeline_version_id, pipeline_spec and pipeline_spec_yaml"
-            )
-        return self
-
-    def parameters(self) -> dict[str, Any]:
-        return dict(self.runtime_config.parameters)
 
 
 class RecurringRunBody(BaseModel):
