@@ -1,4 +1,4 @@
-"""Run every benchmark (chain, fan-out, hand-off), print the tables, write ``results.md``.
+"""Run every benchmark (chain, fan-out, hand-off, ...), print the tables, write ``results.md``.
 
 Each benchmark runs in its own Python process with its own local Ray, so one cannot slow
 the next through leftover workers or object-store memory. ``make bench`` calls this.
@@ -29,8 +29,9 @@ BENCHMARKS = {
     "handoff": HERE / "bench_handoff.py",
     "loop": HERE / "bench_loop.py",
     "tracking": HERE / "bench_tracking.py",
+    "train": HERE / "bench_train.py",
 }
-TIMEOUT_S = 600  # per benchmark; the whole suite takes a few minutes on 2 cores
+TIMEOUT_S = 900  # per benchmark; the training one takes about 5 minutes on 2 cores
 
 
 def _machine() -> str:
@@ -56,8 +57,11 @@ def _revision() -> str:
         return "unknown"
 
 
-def run_benchmark(name: str, extra_args: list[str], json_path: Path) -> Comparison | None:
-    """Run one benchmark script in a subprocess; None if it failed."""
+def run_benchmark(name: str, extra_args: list[str], json_path: Path) -> list[Comparison] | None:
+    """Run one benchmark script in a subprocess; None if it failed.
+
+    A script writes one comparison as a JSON object, or several as a list.
+    """
     command = [sys.executable, str(BENCHMARKS[name]), "--json", str(json_path), *extra_args]
     print(f"=== {name}: {' '.join(command[1:])}", flush=True)
     try:
@@ -68,7 +72,8 @@ def run_benchmark(name: str, extra_args: list[str], json_path: Path) -> Comparis
     if completed.returncode != 0 or not json_path.exists():
         print(f"=== {name}: failed (exit code {completed.returncode})", flush=True)
         return None
-    return Comparison.from_json(json.loads(json_path.read_text()))
+    data = json.loads(json_path.read_text())
+    return [Comparison.from_json(item) for item in (data if isinstance(data, list) else [data])]
 
 
 def main() -> int:
@@ -86,7 +91,7 @@ def main() -> int:
             if result is None:
                 failed.append(name)
             else:
-                results.append(result)
+                results.extend(result)
     elapsed = time.perf_counter() - started
 
     table = format_table(results)
