@@ -210,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     logs_cmd.set_defaults(handler=_logs)
     _lineage_parser(commands)
     _service_parsers(commands)
+    from raypipe.kuberay.cli import add_kuberay_parser  # imported here: it uses this module
+
+    add_kuberay_parser(commands)
     return parser
 
 
