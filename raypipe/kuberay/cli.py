@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from raypipe.cli import UsageError, _load_target, _parse_arguments
 from raypipe.kuberay.cluster import ClusterOptions, as_spec, cluster_manifest
 from raypipe.kuberay.job import JobOptions, cronjob_manifests, job_manifests
-from raypipe.kuberay.validate import check_objects, load_manifest, validate_file
+from raypipe.kuberay.validate import check_objects, check_text, validate_file
 
 __all__ = ["add_kuberay_parser"]
 
@@ -215,8 +215,7 @@ def _validate(args: argparse.Namespace) -> int:
     count = 0
     for name in args.files:
         if name == "-":
-            objects = load_manifest(sys.stdin.read(), source="<stdin>")
-            check_objects(objects, source="<stdin>")
+            objects = check_text(sys.stdin.read(), source="<stdin>")
         else:
             objects = validate_file(name)
         count += len(objects)

@@ -38,6 +38,7 @@ __all__ = [
     "KUBERNETES_VERSION",
     "RAY_KINDS",
     "check_objects",
+    "check_text",
     "load_manifest",
     "validate_file",
     "validate_objects",
@@ -76,7 +77,8 @@ def validate_file(path: str | Path) -> list[dict[str, Any]]:
         ['RayCluster', 'ConfigMap']
 
     Raises:
-        ManifestValidationError: every problem of every document, with field paths.
+        ManifestValidationError: every problem of every document (numbered as in the
+            file, from 1), with field paths.
     """
     source = str(path)
     try:
@@ -84,9 +86,18 @@ def validate_file(path: str | Path) -> list[dict[str, Any]]:
     except OSError as exc:
         problem = ManifestProblem(f"cannot read the file: {exc.strerror or exc}", document=0)
         raise ManifestValidationError([problem], source=source) from exc
-    objects = load_manifest(text, source=source)
-    check_objects(objects, source=source)
-    return objects
+    return check_text(text, source=source)
+
+
+def check_text(text: str, *, source: str = "<string>") -> list[dict[str, Any]]:
+    """Like :func:`validate_file`, for the text of a manifest."""
+    numbered = _documents(text, source)
+    problems: list[ManifestProblem] = []
+    for number, obj in numbered:
+        problems += _validate_object(obj, number)
+    if problems:
+        raise ManifestValidationError(problems, source=source)
+    return [obj for _, obj in numbered]
 
 
 def load_manifest(text: str, *, source: str = "<string>") -> list[dict[str, Any]]:
@@ -95,21 +106,25 @@ def load_manifest(text: str, *, source: str = "<string>") -> list[dict[str, Any]
     Raises:
         ManifestValidationError: the YAML is malformed, or a document is not an object.
     """
+    return [obj for _, obj in _documents(text, source)]
+
+
+def _documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         problem = ManifestProblem(f"not valid YAML: {exc}", document=0)
         raise ManifestValidationError([problem], source=source) from exc
-    objects: list[dict[str, Any]] = []
+    objects: list[tuple[int, dict[str, Any]]] = []
     problems: list[ManifestProblem] = []
-    for index, document in enumerate(documents, start=1):
+    for number, document in enumerate(documents, start=1):
         if document is None:
             continue
         if not isinstance(document, dict):
             kind = type(document).__name__
-            problems.append(ManifestProblem(f"expected an object, got {kind}", document=index))
+            problems.append(ManifestProblem(f"expected an object, got {kind}", document=number))
             continue
-        objects.append(document)
+        objects.append((number, document))
     if problems:
         raise ManifestValidationError(problems, source=source)
     return objects
@@ -249,7 +264,16 @@ def _describe(error: Any) -> list[tuple[str, str]]:
         quantity = "an integer or a quantity string such as '500m'"
         return [(path, f"expected {quantity}, got {instance!r}")]
     if keyword == "type":
-        expected = error.validator_value
+        wanted = error.validator_value
+        expected = (
+            wanted
+            if isinstance(wanted, str)
+            else " or ".join(
+                t
+                for t in wanted
+                if t != "null"  # Kubernetes drops nulls before checking
+            )
+        )
         return [(path, f"expected {expected}, got {type(instance).__name__} ({instance!r:.60})")]
     return [(path, error.message)]
 
@@ -450,7 +474,7 @@ def _core_problems(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
         found += _describe(exc)
     except kubernetes_validate.SchemaNotFoundError as exc:
         found.append(("kind", exc.message))
-    return found
+    return list(dict.fromkeys(found))  # both checks may see the same metadata problem
 
 
 def _text(value: Any) -> str | None:
