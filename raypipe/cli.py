@@ -4,6 +4,7 @@ Example:
     $ raypipe run examples/quickstart.py:addition --arg a=1 --arg b=2
     $ raypipe compile examples/quickstart.py:addition -o addition.yaml
     $ raypipe run addition.yaml --arg a=1 --arg b=2
+    $ raypipe submit addition.yaml --address http://head:8265 --arg a=1 --arg b=2
     $ raypipe schema > raypipe-v1.schema.json
     $ raypipe logs 3f2a9c1e add-2
     $ raypipe resume 3f2a9c1e...
@@ -16,9 +17,11 @@ Example:
     $ raypipe runs list --state FAILED --host http://pipelines:8888 --token s3cret
     $ raypipe pipelines upload addition.yaml --name addition
 
-Exit codes: 0 the run succeeded; 1 the run failed or was canceled; 2 the command, the
-pipeline or its arguments are wrong (nothing ran), or ``logs``, ``resume``, ``replay`` or
-``cache explain`` name an unknown run or task, or inputs that were not stored.
+Exit codes: 0 the run succeeded; 1 the run failed or was canceled (``submit``: or the job
+failed before the run started); 2 the command, the pipeline or its arguments are wrong, or
+the cluster cannot be reached or cannot hold a step (nothing ran), or ``logs``,
+``resume``, ``replay`` or ``cache explain`` name an unknown run or task, or inputs that
+were not stored.
 ``lineage``: 0 done; 1 ``upstream``/``downstream`` found no step that wrote (read) the
 URI; 2 the root cannot be read, the SQL is wrong, or ``export`` names a run the root does
 not hold.
@@ -40,6 +43,7 @@ from typing import Any
 from raypipe.client import DEFAULT_HOST, Client
 from raypipe.dsl.pipeline import Pipeline
 from raypipe.errors import PipelineArgumentError, Problem, RaypipeError
+from raypipe.remote import RESULT_MARK, submit_job
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.logs import print_logs
 from raypipe.runtime.result import RunResult
@@ -120,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--no-cache", dest="cache", action="store_false", help="run every step, reuse nothing"
     )
+    # For `raypipe submit`: the result as one marked JSON line, read back from the job's logs.
+    run_cmd.add_argument("--result-line", action="store_true", help=argparse.SUPPRESS)
     run_cmd.set_defaults(handler=_run)
+    _submit_parser(commands)
 
     resume_cmd = commands.add_parser(
         "resume",
@@ -214,6 +221,49 @@ def _parser() -> argparse.ArgumentParser:
 
     add_kuberay_parser(commands)
     return parser
+
+
+def _submit_parser(commands: Any) -> None:
+    submit_cmd = commands.add_parser(
+        "submit",
+        help="run a pipeline as a job on a remote Ray cluster and wait for it",
+        description="Submit a pipeline (FILE.py[:pipeline] or a compiled YAML/JSON file) "
+        "through the Ray Job Submission API of the cluster at --address (its dashboard, "
+        "e.g. a KubeRay head service on port 8265), stream the job's logs, and print the "
+        "run's status and outputs. With RAY_AUTH_MODE=token, RAY_AUTH_TOKEN (or "
+        "RAY_AUTH_TOKEN_PATH) authenticates.",
+    )
+    submit_cmd.add_argument("pipeline", help="FILE.py[:pipeline] or a compiled p.yaml / p.json")
+    submit_cmd.add_argument(
+        "--address",
+        help="the cluster's dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)",
+    )
+    submit_cmd.add_argument(
+        "--arg",
+        "-a",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline argument; repeat for each (lists and dicts as JSON)",
+    )
+    submit_cmd.add_argument("--run-name", help="a human name for the run")
+    submit_cmd.add_argument("--artifact-root", help="where artifacts go, seen from the cluster")
+    submit_cmd.add_argument("--experiment", help="the MLflow experiment (default: the pipeline)")
+    submit_cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    submit_cmd.add_argument(
+        "--no-fail-fast", dest="fail_fast", action="store_false", help="as for run"
+    )
+    submit_cmd.add_argument(
+        "--skip-resource-check",
+        dest="check_resources",
+        action="store_false",
+        help="do not fail when no node has what a step asks for (an autoscaling cluster)",
+    )
+    submit_cmd.add_argument(
+        "--no-tracking", dest="tracking", action="store_const", const=False, help="as for run"
+    )
+    submit_cmd.add_argument("--no-cache", dest="cache", action="store_false", help="as for run")
+    submit_cmd.set_defaults(handler=_submit)
 
 
 def _lineage_parser(commands: Any) -> None:
@@ -492,7 +542,39 @@ def _run(args: argparse.Namespace) -> int:
         tracking=args.tracking,
         cache=args.cache,
     )
-    return _report(result, as_json=args.json)
+    code = _report(result, as_json=args.json)
+    if args.result_line:
+        line = json.dumps(result.model_dump(mode="json", fallback=_describe))
+        print(f"{RESULT_MARK}{line}", flush=True)
+    return code
+
+
+def _submit(args: argparse.Namespace) -> int:
+    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address:
+        raise UsageError("submit needs --address http://HEAD:8265 (or RAY_API_SERVER_ADDRESS)")
+    target = _load_target(args.pipeline)
+    spec = target if isinstance(target, PipelineSpec) else compile_pipeline(target)
+    job = submit_job(
+        spec,
+        _parse_arguments(spec, args.arg),
+        address=address,
+        run_name=args.run_name,
+        artifact_root=args.artifact_root,
+        experiment=args.experiment,
+        tracking=args.tracking,
+        cache=args.cache,
+        fail_fast=args.fail_fast,
+        check_resources=args.check_resources,
+    )
+    print(f"job {job.submission_id} at {job.address}: {job.status}", file=sys.stderr)
+    if job.result is not None:
+        return _report(job.result, as_json=args.json)
+    # The run never started: its driver said why in the logs above (exit 2: the pipeline,
+    # its arguments or the cluster's resources), or Ray did (the job failed to start).
+    if job.message:
+        print(f"error: {job.message}", file=sys.stderr)
+    return 2 if job.driver_exit_code == 2 else 1
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import (
@@ -25,7 +26,15 @@ from pydantic import (
 
 from raypipe.dsl.train import TorchDistributed
 
-__all__ = ["TaskOptions", "parse_cpu", "parse_duration", "parse_memory"]
+__all__ = [
+    "TaskOptions",
+    "label_key_problem",
+    "label_selector_problem",
+    "label_selector_value_problem",
+    "parse_cpu",
+    "parse_duration",
+    "parse_memory",
+]
 
 
 class TaskOptions(BaseModel):
@@ -52,6 +61,11 @@ class TaskOptions(BaseModel):
         default=False, description="give the step its own MLflow run even with nothing to compare"
     )
     image: str | None = Field(default=None, description="container image (KubeRay placement)")
+    label_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ray node labels the step's node must have: {key: value}, where a value "
+        "may be 'v', '!v', 'in(a,b)' or '!in(a,b)'",
+    )
     packages: list[str] = Field(
         default_factory=list,
         description="pip requirements; installed in a Ray runtime environment when missing",
@@ -82,6 +96,71 @@ class TaskOptions(BaseModel):
                 f"instead of {', '.join(reserved)}"
             )
         return value
+
+    @field_validator("label_selector")
+    @classmethod
+    def _ray_label_selector(cls, value: dict[str, str]) -> dict[str, str]:
+        problem = label_selector_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+# Ray's label syntax (Kubernetes': ray/_private/label_utils.py), checked here so that a bad
+# selector fails when the pipeline is written, not when Ray gets the task.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?"
+_LABEL_NAME = re.compile(_LABEL)
+_LABEL_PREFIX = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_LABEL_SELECTOR_VALUE = re.compile(rf"!?(?:in\({_LABEL}(?:, ?{_LABEL})*\)|{_LABEL})")
+
+
+def label_selector_problem(selector: Mapping[str, str]) -> str | None:
+    """What is wrong with a label selector ``{key: value}``, or None (the first problem).
+
+    Example:
+        >>> label_selector_problem({"raypipe.io/pool": "!in(gpu, tpu)"}) is None
+        True
+    """
+    for key, value in selector.items():
+        problem = label_key_problem(key) or label_selector_value_problem(value)
+        if problem is not None:
+            return problem
+    return None
+
+
+def label_key_problem(key: str) -> str | None:
+    """What is wrong with a Ray node label key (``[prefix/]name``), or None.
+
+    Example:
+        >>> label_key_problem("raypipe.io/pool") is None
+        True
+        >>> label_key_problem("pool/") is not None
+        True
+    """
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix)):
+        return f"label key {key!r}: the prefix must be a DNS subdomain (e.g. example.com)"
+    if not _LABEL_NAME.fullmatch(name):
+        return (
+            f"label key {key!r}: the name must be 1-63 letters, digits, '-', '_' or '.', "
+            "beginning and ending with a letter or digit"
+        )
+    return None
+
+
+def label_selector_value_problem(value: str) -> str | None:
+    """What is wrong with a label selector value (``v``, ``!v``, ``in(a,b)``, ``!in(a,b)``).
+
+    Example:
+        >>> label_selector_value_problem("in(A100, H100)") is None
+        True
+    """
+    if not _LABEL_SELECTOR_VALUE.fullmatch(value):
+        return (
+            f"label selector value {value!r}: expected 'value', '!value', 'in(a,b)' or "
+            "'!in(a,b)', each value 1-63 letters, digits, '-', '_' or '.'"
+        )
+    return None
 
 
 _MEMORY_SUFFIXES = {

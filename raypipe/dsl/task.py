@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from raypipe.dsl.component import BaseComponent
 from raypipe.dsl.interface import InputSpec, IOType, OutputSpec
-from raypipe.dsl.options import TaskOptions, parse_cpu, parse_duration, parse_memory
+from raypipe.dsl.options import (
+    TaskOptions,
+    label_selector_problem,
+    parse_cpu,
+    parse_duration,
+    parse_memory,
+)
 from raypipe.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
@@ -333,6 +339,26 @@ class PipelineTask:
         return self._set("num_gpus", num_gpus=float(limit))
 
     set_gpu_limit = set_accelerator_limit
+
+    def add_node_selector_constraint(self, accelerator: str) -> PipelineTask:
+        """KFP's older name for :meth:`set_accelerator_type` (it sets the accelerator)."""
+        return self._set("accelerator", accelerator=accelerator)
+
+    def set_label_selector(self, selector: Mapping[str, str]) -> PipelineTask:
+        """Run the step only on Ray nodes with these labels (Ray's ``label_selector``).
+
+        Example:
+            >>> # inside a pipeline: train(x=x).set_label_selector({"raypipe.io/pool": "gpu"})
+
+        A value may be ``"v"``, ``"!v"``, ``"in(a,b)"`` or ``"!in(a,b)"``; the selector
+        replaces the component's.
+        """
+        problem = label_selector_problem(selector)
+        if problem is not None:  # said plainly, before pydantic would wrap it
+            raise PipelineDefinitionError(
+                problem, pipeline=self.pipeline, task=self.name, field="label_selector"
+            )
+        return self._set("label_selector", label_selector=dict(selector))
 
     def set_env_variable(self, name: str, value: str) -> PipelineTask:
         """Set an environment variable while the step runs."""

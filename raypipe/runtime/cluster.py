@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from raypipe.errors import ClusterConnectionError
 
-__all__ = ["connect"]
+__all__ = ["connect", "probe"]
 
 _PROBE_TIMEOUT_S = 5.0
 _CLIENT_PREFIX = "ray://"
@@ -45,7 +45,7 @@ def connect(address: str | None = None) -> None:
             _check_connected_to(explicit)
         return
     if explicit is not None:
-        _probe(explicit)
+        probe(explicit)
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
@@ -60,14 +60,20 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
-def _probe(address: str) -> None:
-    """Fail within seconds on an address nothing listens on (ray.init may wait minutes)."""
+def probe(address: str, *, named: str | None = None) -> None:
+    """Fail within seconds on a ``host:port`` nothing listens on (ray.init, or an HTTP
+    client without a timeout, may wait minutes).
+
+    Raises:
+        ClusterConnectionError: naming the address (or ``named``, as the user wrote it)
+            and why.
+    """
     host, port = _host_port(address)
     try:
         with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
             pass
     except OSError as exc:
-        raise ClusterConnectionError(address, f"nothing answers there ({exc})") from exc
+        raise ClusterConnectionError(named or address, f"nothing answers there ({exc})") from exc
 
 
 def _check_connected_to(address: str) -> None:

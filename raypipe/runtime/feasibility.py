@@ -1,10 +1,10 @@
 """Check, before a run starts, that every step's resource request fits on some node.
 
 Ray queues a task that no node can ever hold and waits forever (or until an autoscaler
-adds a node). raypipe compares each step's request with the resources of every alive
-node (``ray.nodes()``, about 0.4 ms) and fails the run before submitting anything,
-naming the pipeline, step and resource. Requests are grouped, so a thousand identical
-steps cost one comparison.
+adds a node). raypipe compares each step's request with the resources and labels of
+every alive node (``ray.nodes()``, about 0.4 ms) and fails the run before submitting
+anything, naming the pipeline, step and resource (or label selector). Requests are
+grouped, so a thousand identical steps cost one comparison.
 
 Example:
     >>> request = ResourceRequest.from_options(TaskOptions(num_cpus=64))
@@ -17,16 +17,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from raypipe.dsl.options import TaskOptions
+from raypipe.dsl.placement import GROUP_LABEL
 from raypipe.dsl.train import TorchDistributed
 from raypipe.errors import Problem
 from raypipe.runtime.failures import SKIP_FEASIBILITY_ENV, InfeasibleResourcesError
+from raypipe.runtime.placement import describe_selector, matches
 
 __all__ = [
     "ResourceRequest",
-    "alive_node_resources",
     "check_feasible",
     "feasibility_check_enabled",
     "find_problem",
@@ -48,15 +48,24 @@ class ResourceRequest:
     accelerator: str | None
     count: int = 1  # how many of these must be held at once (a training step's workers)
     training: bool = False  # the workers of a training step (the train= option)
+    label_selector: tuple[tuple[str, str], ...] = ()  # labels its node must have
+    selector_option: str = "label_selector"  # the option a problem with them names
 
     @classmethod
-    def from_options(cls, options: TaskOptions) -> ResourceRequest:
+    def from_options(
+        cls, options: TaskOptions, selector: Mapping[str, str] | None = None
+    ) -> ResourceRequest:
+        """The request of a step with ``options`` whose whole label selector is ``selector``
+        (see :func:`raypipe.runtime.placement.step_selector`)."""
+        selector = dict(options.label_selector if selector is None else selector)
         return cls(
             cpus=_DEFAULT_TASK_CPUS if options.num_cpus is None else options.num_cpus,
             gpus=options.num_gpus or 0.0,
             memory=float(options.memory or 0),
             custom=tuple(sorted(options.resources.items())),
             accelerator=options.accelerator,
+            label_selector=tuple(sorted(selector.items())),
+            selector_option=_selector_option(options, selector),
         )
 
     @classmethod
@@ -92,12 +101,34 @@ def feasibility_check_enabled(check_resources: bool) -> bool:
     return check_resources and os.environ.get(SKIP_FEASIBILITY_ENV, "") not in ("1", "true")
 
 
-def alive_node_resources() -> list[dict[str, float]]:
-    """The total resources of each alive node of the connected cluster."""
-    import ray
+def _selector_option(options: TaskOptions, selector: Mapping[str, str]) -> str:
+    """The option that put a label selector on a step: ``label_selector`` if the user's
+    own selector says it all, else ``image``/``accelerator`` (its worker group)."""
+    if GROUP_LABEL not in selector or GROUP_LABEL in options.label_selector:
+        return "label_selector"
+    return "image" if options.image is not None else "accelerator"
 
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return [dict(n.get("Resources") or {}) for n in nodes if n.get("Alive")]
+
+def _selector_problem(
+    request: ResourceRequest, labels: Sequence[Mapping[str, str]]
+) -> tuple[str, str]:
+    """``(option, message)`` for a request whose label selector matches no alive node."""
+    selector = dict(request.label_selector)
+    if request.selector_option == "label_selector":
+        unmatched = [k for k, v in selector.items() if not any(matches({k: v}, n) for n in labels)]
+        have = sorted({f"{k}={node[k]}" for node in labels for k in selector if k in node})
+        seen = f"the nodes have {', '.join(have)}" if have else "no node has any of these labels"
+        which = describe_selector({k: selector[k] for k in unmatched} or selector)
+        return "label_selector", (
+            f"label_selector {describe_selector(selector)} matches no alive node "
+            f"({which} matches none; {seen})"
+        )
+    group = selector[GROUP_LABEL]
+    groups = sorted({node[GROUP_LABEL] for node in labels if GROUP_LABEL in node})
+    return request.selector_option, (
+        f"runs on worker group {group!r} (node label {GROUP_LABEL}={group}), and no alive "
+        f"node is in it (the groups with alive nodes: {', '.join(groups)})"
+    )
 
 
 def _fits(wanted: Iterable[tuple[str, str, float]], node: Mapping[str, float]) -> bool:
@@ -181,20 +212,35 @@ def check_feasible(
     pipeline: str,
     requests: Mapping[ResourceRequest, Sequence[str]],
     nodes: Sequence[Mapping[str, float]],
+    labels: Sequence[Mapping[str, str]] | None = None,
 ) -> None:
     """Raise if some step's request fits on none of ``nodes``; ``requests`` maps a request to
-    the steps that make it.
+    the steps that make it, ``labels`` holds each node's labels (for label selectors).
 
     Raises:
-        InfeasibleResourcesError: naming every such step and the resource it lacks.
+        InfeasibleResourcesError: naming every such step and the resource it lacks, or
+            the label selector no node matches.
     """
     problems: list[Problem] = []
     for request, steps in requests.items():
-        found = find_problem(request, nodes)
+        candidates = nodes
+        if request.label_selector:
+            node_labels = labels if labels is not None else [{} for _ in nodes]
+            selector = dict(request.label_selector)
+            candidates = [
+                n for n, lab in zip(nodes, node_labels, strict=True) if matches(selector, lab)
+            ]
+            if not candidates:
+                field, problem = _selector_problem(request, node_labels)
+                problems.extend(Problem(problem, pipeline, step, field) for step in steps)
+                continue
+        found = find_problem(request, candidates)
         if found is not None:
             option, message = found
             if request.training and option != "train":  # the train= option, per worker
                 option, message = "train", f"each training worker {message}"
+            if request.label_selector:
+                message += f" (among the nodes matching {describe_selector(selector)})"
             problems.extend(Problem(message, pipeline, step, option) for step in steps)
     if problems:
         raise InfeasibleResourcesError(problems)

@@ -47,7 +47,6 @@ from raypipe.runtime.execution import (
 )
 from raypipe.runtime.feasibility import (
     ResourceRequest,
-    alive_node_resources,
     check_feasible,
     feasibility_check_enabled,
 )
@@ -55,6 +54,7 @@ from raypipe.runtime.gitinfo import git_commit
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.packages import runtime_env
+from raypipe.runtime.placement import AliveNodes, cluster_has_groups, step_selector
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
 from raypipe.runtime.worker import (
@@ -292,10 +292,13 @@ def _start(
     resuming: bool,
 ) -> RunHandle:
     """Submit a run (new or resumed) and hand back its handle."""
-    prepared = _prepare(spec)
+    _check_python_versions(spec)
     connect(address)
+    nodes = AliveNodes.read()
+    # image= and accelerator= place steps on worker groups only where the cluster has them.
+    prepared = _prepare(spec, grouped=cluster_has_groups(nodes.labels))
     if feasibility_check_enabled(check_resources):
-        check_feasible(spec.name, prepared.requests, alive_node_resources())
+        check_feasible(spec.name, prepared.requests, nodes.resources, nodes.labels)
     run_id, started = manifest.run_id, manifest.started
     if not resuming:
         manifest = manifest.model_copy(update={"spec": prepared.spec_json})
@@ -422,7 +425,9 @@ def _remote_step_function(component: ComponentRuntime) -> Any:
     return remote
 
 
-def _ray_options(name: str, component: ComponentSpec, options: TaskOptions) -> dict[str, Any]:
+def _ray_options(
+    name: str, component: ComponentSpec, options: TaskOptions, selector: Mapping[str, str]
+) -> dict[str, Any]:
     ray_options: dict[str, Any] = {
         "num_returns": len(component.outputs) + 1,
         "name": name,  # the task's name in its DAG; loop iterations share it
@@ -441,6 +446,8 @@ def _ray_options(name: str, component: ComponentSpec, options: TaskOptions) -> d
         ray_options["resources"] = dict(options.resources)
     if options.accelerator is not None:
         ray_options["accelerator_type"] = options.accelerator
+    if selector:
+        ray_options["label_selector"] = dict(selector)
     environment = runtime_env(options.packages, options.pip_index_urls)
     if environment is not None:
         ray_options["runtime_env"] = environment
@@ -456,7 +463,16 @@ def _actor_spec(
     actor_options = {
         k: v
         for k, v in ray_options.items()
-        if k in ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "runtime_env")
+        if k
+        in (
+            "num_cpus",
+            "num_gpus",
+            "memory",
+            "resources",
+            "accelerator_type",
+            "label_selector",
+            "runtime_env",
+        )
     }
     # A dead actor comes back (its class set up again); the step it ran is retried on it
     # as a task's would be after its worker died.
@@ -470,17 +486,17 @@ def _actor_spec(
     )
 
 
-_PREPARED: OrderedDict[int, tuple[PipelineSpec, PreparedRun]] = OrderedDict()
+_PREPARED: OrderedDict[tuple[int, bool], tuple[PipelineSpec, PreparedRun]] = OrderedDict()
 _PREPARED_CACHE_SIZE = 32
 
 
-def _prepare(spec: PipelineSpec) -> PreparedRun:
-    """Bind every Python task of ``spec`` to its Ray function; cached per spec object."""
-    cached = _PREPARED.get(id(spec))
+def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
+    """Bind every Python task of ``spec`` to its Ray function; cached per spec object and
+    per kind of cluster (``grouped``: its nodes carry raypipe worker-group labels)."""
+    cached = _PREPARED.get((id(spec), grouped))
     if cached is not None and cached[0] is spec:
-        _PREPARED.move_to_end(id(spec))
+        _PREPARED.move_to_end((id(spec), grouped))
         return cached[1]
-    _check_python_versions(spec)
     runtimes: dict[str, ComponentRuntime] = {}
     calls: dict[int, StepCall] = {}
     requests: dict[ResourceRequest, list[str]] = {}
@@ -502,7 +518,8 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
                 source=python.source,
             )
         name = label.rpartition("/")[2]
-        ray_options = _ray_options(name, component, task.options)
+        selector = step_selector(task.options, grouped)
+        ray_options = _ray_options(name, component, task.options, selector)
         policy = StepPolicy.from_options(
             task.options,
             runs_when_stopped=task.trigger == "all_done" or task.component in finishing,
@@ -522,14 +539,15 @@ def _prepare(spec: PipelineSpec) -> PreparedRun:
             calls[id(task)] = StepCall(
                 task, component, submit, policy, policy.to_wire(), None, runtime.function_key
             )
-        requests.setdefault(ResourceRequest.from_options(task.options), []).append(label)
+        request = ResourceRequest.from_options(task.options, selector)
+        requests.setdefault(request, []).append(label)
         if task.options.train is not None:
             training = ResourceRequest.for_training(task.options.train)
             requests.setdefault(training, []).append(label)
     spec_json = spec.model_dump_json()
     digest = hashlib.sha256(spec_json.encode()).hexdigest()
     prepared = PreparedRun(calls, requests, digest, spec_json)
-    _PREPARED[id(spec)] = (spec, prepared)
+    _PREPARED[(id(spec), grouped)] = (spec, prepared)
     if len(_PREPARED) > _PREPARED_CACHE_SIZE:
         _PREPARED.popitem(last=False)
     return prepared
