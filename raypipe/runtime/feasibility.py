@@ -69,8 +69,12 @@ class ResourceRequest:
         )
 
     @classmethod
-    def for_training(cls, train: TorchDistributed) -> ResourceRequest:
-        """The workers of a training step: ``num_workers`` bundles, held together."""
+    def for_training(
+        cls, train: TorchDistributed, selector: Mapping[str, str] | None = None
+    ) -> ResourceRequest:
+        """The workers of a training step: ``num_workers`` bundles, held together, on nodes
+        matching ``selector`` (their worker group's, see
+        :func:`raypipe.runtime.placement.training_selector`)."""
         resources = train.worker_resources()
         known = {"CPU", "GPU", "memory"}
         return cls(
@@ -81,6 +85,8 @@ class ResourceRequest:
             accelerator=train.accelerator,
             count=train.num_workers,
             training=True,
+            label_selector=tuple(sorted((selector or {}).items())),
+            selector_option="train",
         )
 
     def amounts(self) -> list[tuple[str, str, float]]:
@@ -125,8 +131,9 @@ def _selector_problem(
         )
     group = selector[GROUP_LABEL]
     groups = sorted({node[GROUP_LABEL] for node in labels if GROUP_LABEL in node})
+    who = "its training workers run" if request.training else "runs"
     return request.selector_option, (
-        f"runs on worker group {group!r} (node label {GROUP_LABEL}={group}), and no alive "
+        f"{who} on worker group {group!r} (node label {GROUP_LABEL}={group}), and no alive "
         f"node is in it (the groups with alive nodes: {', '.join(groups)})"
     )
 

@@ -35,6 +35,7 @@ __all__ = [
     "group_selector_on",
     "matches",
     "step_selector",
+    "training_selector",
 ]
 
 
@@ -96,6 +97,18 @@ def step_selector(options: TaskOptions, grouped: bool) -> dict[str, str]:
     if grouped and (options.image is not None or options.accelerator is not None):
         selector.setdefault(GROUP_LABEL, worker_group(options.image, options.accelerator))
     return selector
+
+
+def training_selector(options: TaskOptions, grouped: bool) -> dict[str, str]:
+    """The selector of a training step's workers: the worker group of the step's image and
+    the workers' accelerator (``TorchDistributed.accelerator`` wins over the step's), as
+    the generated cluster plans it (``raypipe.kuberay.groups``); empty off such clusters."""
+    train = options.train
+    accelerator = train.accelerator if train is not None and train.accelerator else None
+    accelerator = accelerator or options.accelerator
+    if not grouped or (options.image is None and accelerator is None):
+        return {}
+    return {GROUP_LABEL: worker_group(options.image, accelerator)}
 
 
 def _value_matches(wanted: str, have: str | None) -> bool:

@@ -54,7 +54,12 @@ from raypipe.runtime.gitinfo import git_commit
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.packages import runtime_env
-from raypipe.runtime.placement import AliveNodes, cluster_has_groups, step_selector
+from raypipe.runtime.placement import (
+    AliveNodes,
+    cluster_has_groups,
+    step_selector,
+    training_selector,
+)
 from raypipe.runtime.result import RunResult
 from raypipe.runtime.runfiles import run_dir
 from raypipe.runtime.worker import (
@@ -542,7 +547,8 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
         request = ResourceRequest.from_options(task.options, selector)
         requests.setdefault(request, []).append(label)
         if task.options.train is not None:
-            training = ResourceRequest.for_training(task.options.train)
+            workers = training_selector(task.options, grouped)
+            training = ResourceRequest.for_training(task.options.train, workers)
             requests.setdefault(training, []).append(label)
     spec_json = spec.model_dump_json()
     digest = hashlib.sha256(spec_json.encode()).hexdigest()

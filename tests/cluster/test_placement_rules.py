@@ -26,6 +26,7 @@ from raypipe.runtime.placement import (
     group_selector_on,
     matches,
     step_selector,
+    training_selector,
 )
 from raypipe.spec.compiler import compile_pipeline
 from tests.cluster.pipelines import IMAGE, placement
@@ -141,6 +142,23 @@ def test_infeasible_selectors_and_resources_name_pipeline_task_and_option() -> N
         f"{worker_group(IMAGE, None)})",
     }
     check_feasible("p", {too_big: ["b"]}, [{"CPU": 1.0}, {"CPU": 2.0}], GROUPED)  # fits
+
+
+def test_training_workers_are_checked_against_the_group_of_their_accelerator() -> None:
+    train = dsl.TorchDistributed(num_workers=2, accelerator="H100")
+    options = dsl.component(image=IMAGE, train=train)(double).options
+    workers = training_selector(options, grouped=True)
+    assert workers == {GROUP_LABEL: worker_group(IMAGE, "H100")}  # as raypipe.kuberay plans it
+    assert training_selector(options, grouped=False) == {}
+    request = ResourceRequest.for_training(train, workers)
+    nodes = [{"CPU": 1.0, "GPU": 1.0, "accelerator_type:H100": 1.0}] * 2
+    with pytest.raises(InfeasibleResourcesError) as caught:
+        check_feasible("p", {request: ["fit"]}, nodes, GROUPED)
+    (problem,) = caught.value.problems
+    assert (problem.task, problem.field) == ("fit", "train")
+    assert problem.message.startswith(
+        f"its training workers run on worker group {worker_group(IMAGE, 'H100')!r}"
+    )
 
 
 def test_job_entrypoint_passes_parameters_as_run_parses_them() -> None:
