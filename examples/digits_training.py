@@ -36,7 +36,6 @@ import sklearn.metrics
 import sklearn.model_selection
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import raypipe
@@ -61,11 +60,6 @@ def load_mlp(model: Model) -> nn.Module:
     net = make_mlp(state["hidden"])
     net.load_state_dict(state["model"])
     return net.eval()
-
-
-def unwrapped(net: nn.Module) -> nn.Module:
-    """The model inside DDP (``prepare_model`` wraps it only when there are 2+ workers)."""
-    return net.module if isinstance(net, DistributedDataParallel) else net
 
 
 def raypipe_tracking_uri() -> str:
@@ -132,7 +126,7 @@ def train(
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     first_epoch = 0
     if (state := raypipe.train.load_state()) is not None:  # restarted after a failure
-        unwrapped(net).load_state_dict(state["model"])
+        raypipe.train.unwrap(net).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         first_epoch = state["epoch"] + 1
     data = TensorDataset(torch.tensor(x), torch.tensor(y))  # copies: inputs are read-only
@@ -152,7 +146,7 @@ def train(
             total, seen = total + batch_loss.item() * len(labels), seen + len(labels)
         loss = _mean_over_workers(total / seen)
         checkpoint = {
-            "model": unwrapped(net).state_dict(),
+            "model": raypipe.train.unwrap(net).state_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": epoch,
             "hidden": hidden,

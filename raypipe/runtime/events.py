@@ -37,6 +37,7 @@ __all__ = [
     "RunObserver",
     "RunStarted",
     "StepEnded",
+    "StepMetrics",
 ]
 
 
@@ -117,6 +118,20 @@ class StepEnded(_Event):
     )
 
 
+class StepMetrics(_Event):
+    """Metric points a step reported while it runs (a training step's learning curve so far).
+
+    The step's :class:`StepEnded` lists every point again; an observer that logged these
+    already skips them there.
+    """
+
+    run_id: str
+    pipeline: str
+    task: str
+    component: str
+    points: list[MetricPoint]
+
+
 class RunEnded(_Event):
     """A run ended; ``outputs`` holds its parameter outputs and artifact records."""
 
@@ -128,7 +143,7 @@ class RunEnded(_Event):
     error: str | None = None
 
 
-RunEvent = RunStarted | StepEnded | RunEnded
+RunEvent = RunStarted | StepMetrics | StepEnded | RunEnded
 
 
 @runtime_checkable
@@ -140,6 +155,9 @@ class RunObserver(Protocol):
     def run_started(self, event: RunStarted) -> None: ...
 
     def step_ended(self, event: StepEnded) -> None: ...
+
+    # Optional: ``step_metrics(event: StepMetrics)``, points of a step still running; an
+    # observer without it sees them in the step's StepEnded.
 
     def run_ended(self, event: RunEnded) -> None: ...
 
@@ -191,7 +209,8 @@ class EventBus:
                 return
             method = _METHODS[type(event)]
             for observer in self.observers:
-                self._call(observer, method, event)
+                if hasattr(observer, method):
+                    self._call(observer, method, event)
 
     def _call(self, observer: RunObserver, method: str, event: RunEvent | None) -> None:
         try:
@@ -211,6 +230,7 @@ class EventBus:
 
 _METHODS: dict[type[Any], str] = {
     RunStarted: "run_started",
+    StepMetrics: "step_metrics",
     StepEnded: "step_ended",
     RunEnded: "run_ended",
 }

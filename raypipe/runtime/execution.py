@@ -28,10 +28,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from raypipe.dsl.interface import IOKind
+from raypipe.runtime import live_metrics
 from raypipe.runtime.actors import ActorPool
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cache import value_identity
-from raypipe.runtime.events import EventBus, InputRecord, MetricPoint, RunEnded, StepEnded
+from raypipe.runtime.events import (
+    EventBus,
+    InputRecord,
+    MetricPoint,
+    RunEnded,
+    StepEnded,
+    StepMetrics,
+)
 from raypipe.runtime.failures import StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
 from raypipe.runtime.ledger import delete_run, load_history, outcomes
@@ -150,6 +158,11 @@ class PreparedRun:
         return any(c.policy.records_attempts for c in self.calls.values())
 
     @functools.cached_property
+    def has_training(self) -> bool:
+        """Whether some step is a training step (whose metrics arrive while it runs)."""
+        return any(c.task.options.train is not None for c in self.calls.values())
+
+    @functools.cached_property
     def has_timeouts(self) -> bool:
         """Whether some step may leave a timeout dump on a node."""
         return any(c.policy.timeout is not None for c in self.calls.values())
@@ -196,6 +209,7 @@ class Execution:
         self._failures: list[Failure] = []
         self._canceled = False
         self._finished = False
+        self._live_taken = 0.0  # time.monotonic() of the last take of live metrics
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -324,6 +338,8 @@ class Execution:
                     num_returns=1 if waits else len(candidates),
                     timeout=_WAIT_INTERVAL_S,
                 )
+                if self.events is not None and self.prepared.has_training:
+                    self._take_live_metrics()
                 if not ready:
                     continue
                 if waits and rest:
@@ -392,6 +408,8 @@ class Execution:
             report = StepReport.from_wire(wire)
             task = self._ended[step.name] = _task_result(records[step.name], report)
             if self.events is not None:
+                if step.call.task.options.train is not None:  # its last live points first
+                    self._post_live_metrics(step.name)
                 self.events.post(self._step_ended(task, step.call, report, step))
             states.append(report.state)
             if report.state not in _SUCCESSFUL:
@@ -410,6 +428,37 @@ class Execution:
         return failed, unsuccessful
 
     # -- events for trackers -------------------------------------------------------------
+
+    def _take_live_metrics(self) -> None:
+        """Every ``live_metrics.INTERVAL_S``: the points running training steps reported."""
+        now = time.monotonic()
+        if now - self._live_taken < live_metrics.INTERVAL_S:
+            return
+        self._live_taken = now
+        with self._lock:
+            training = [p.name for p in self._pending.values() if p.call.task.options.train]
+        for name in training:
+            self._post_live_metrics(name)
+
+    def _post_live_metrics(self, task: str) -> None:
+        assert self.events is not None and self.scheduler is not None
+        points = live_metrics.take(self.run.run_id, task)
+        if not points:
+            return
+        self.events.post(
+            StepMetrics(
+                run_id=self.run.run_id,
+                pipeline=self.spec.name,
+                task=task,
+                component=self.scheduler.records[task].component_key,
+                points=[
+                    MetricPoint.model_construct(
+                        _METRIC_FIELDS, name=n, value=v, step=st, timestamp=ts
+                    )
+                    for n, v, st, ts in points
+                ],
+            )
+        )
 
     def _step_ended(
         self,
@@ -546,6 +595,8 @@ class Execution:
             self._pools.clear()
             if self.prepared.records_attempts:
                 delete_run(self.run.run_id)
+            if self.prepared.has_training:
+                live_metrics.delete_run(self.run.run_id)
             self.files.cleanup(remote=self.prepared.has_timeouts)
         except Exception as exc:
             warnings.warn(

@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["collecting", "log_metric"]
+__all__ = ["collecting", "current_step", "log_metric", "record_points"]
 
 # Points of the attempt running in this worker (a Ray worker runs one step at a time):
 # [name, value, step, timestamp], plain lists so that they cross to the driver cheaply.
 _current: list[list[Any]] | None = None
+_step: tuple[str, str] | None = None  # (run id, task) of that attempt
 
 
 def log_metric(name: str, value: float, step: int | None = None) -> None:
@@ -55,14 +56,26 @@ def log_metric(name: str, value: float, step: int | None = None) -> None:
     _current.append([name, float(value), step, time.time()])
 
 
+def record_points(points: list[list[Any]]) -> None:
+    """Add points ``[name, value, step, timestamp]`` already checked (a training step's)."""
+    if _current is None:
+        raise RuntimeError("metric points are recorded inside a running step")
+    _current.extend(points)
+
+
+def current_step() -> tuple[str, str] | None:
+    """The run id and task of the step running in this process, if any."""
+    return _step
+
+
 @contextlib.contextmanager
-def collecting() -> Iterator[list[list[Any]]]:
-    """Collect the points logged inside the block (one attempt of a step)."""
-    global _current
-    saved = _current
+def collecting(step: tuple[str, str] | None = None) -> Iterator[list[list[Any]]]:
+    """Collect the points logged inside the block (one attempt of ``step``: run id, task)."""
+    global _current, _step
+    saved = _current, _step
     points: list[list[Any]] = []
-    _current = points
+    _current, _step = points, step
     try:
         yield points
     finally:
-        _current = saved
+        _current, _step = saved

@@ -443,7 +443,7 @@ def execute_step(
                 else contextlib.nullcontext(tempfile.gettempdir()) as staging,
                 _environment(dict(policy.env)),
                 CapturedOutput(task, log),  # outside the deadline: an upload is not the step's
-                collecting() as metrics,
+                collecting((run.run_id, task) if run.tracking else None) as metrics,
                 _deadline(run, task, policy, number),
             ):
                 values, summary = _call(func, run, component, task, inputs, store, Path(staging))

@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from raypipe.runtime.events import RunEnded, RunStarted, StepEnded
+from raypipe.runtime.events import MetricPoint, RunEnded, RunStarted, StepEnded, StepMetrics
 from raypipe.runtime.result import ArtifactRecord, TaskResult
 from raypipe.tracking.mlflow_fields import (
     MAX_PARAM_LENGTH,
@@ -89,6 +89,8 @@ class _RunState:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     artifact_root: str = ""
     ended: bool = False
+    # Task -> the (name, step, value) of each point it logged while running (live).
+    live: dict[str, set[tuple[str, int, float]]] = field(default_factory=dict)
     resumed: bool = False  # continues a run whose first driver died: reuse its MLflow runs
     # The event bus's thread that delivers this run's events: its close() is this run's.
     thread: int = field(default_factory=threading.get_ident)
@@ -183,14 +185,44 @@ class MlflowTracker:
             ]
         )
 
+    def step_metrics(self, event: StepMetrics) -> None:
+        """Points of a running step: its nested MLflow run opens at the first of them."""
+        state = self._state(event.run_id)
+        logged = state.live.get(event.task)
+        records: list[Record] = []
+        if logged is None:
+            logged = state.live[event.task] = set()
+            records.append(
+                CreateRun(
+                    event.run_id,
+                    event.task,
+                    state.experiment,
+                    event.task,
+                    int(min(p.timestamp for p in event.points) * 1000),
+                    {
+                        "raypipe.run_id": event.run_id,
+                        "raypipe.pipeline": event.pipeline,
+                        "raypipe.task": event.task,
+                        "raypipe.component": event.component,
+                        "raypipe.state": "RUNNING",
+                    },
+                    reuse=state.resumed,
+                )
+            )
+        logged.update(_identity(p) for p in event.points)
+        records.extend(_batches(event.run_id, event.task, metrics=_metrics(event.points)))
+        self._lane_().submit(records)
+
     def step_ended(self, event: StepEnded) -> None:
         """Count the step; give it a nested MLflow run if it is tracked."""
         state = self._state(event.run_id)
         task = event.task
         state.counts[task.state.value] += 1
-        if not event.tracked:
-            return
         key = task.name
+        logged = state.live.pop(key, None)  # points it logged while running (its run is open)
+        if not event.tracked and logged is None:
+            return
+        logged = logged or set()
         end = task.end_time or datetime.now().astimezone()
         tags = {
             "raypipe.run_id": event.run_id,
@@ -229,10 +261,7 @@ class MlflowTracker:
                 batch_tags[mlflow_key(f"raypipe.input.{record.name}")] = uris
         params, truncation = _params(inputs)
         batch_tags.update(truncation)
-        metrics = [
-            (mlflow_key(p.name), p.value, int(p.timestamp * 1000), p.step or 0)
-            for p in event.metrics
-        ]
+        metrics = _metrics(p for p in event.metrics if _identity(p) not in logged)
         for name, value in task.outputs.items():
             metrics.extend((k, v, _ms(end), 0) for k, v in numeric_leaves(name, value))
         records: list[Record] = [
@@ -250,7 +279,9 @@ class MlflowTracker:
                 key,
                 metrics=metrics,
                 params=params,
-                tags={k: cut(v, MAX_TAG_LENGTH)[0] for k, v in batch_tags.items()}
+                # a run opened while the step ran has its first tags: these replace them
+                tags=(tags if logged else {})
+                | {k: cut(v, MAX_TAG_LENGTH)[0] for k, v in batch_tags.items()}
                 | _artifact_tags(task),
             ),
             *_artifacts(event.run_id, key, task, state.artifact_root),
@@ -444,6 +475,15 @@ def _batches(
         size += chars
     close_batch()
     return batches
+
+
+def _identity(point: MetricPoint) -> tuple[str, int, float]:
+    return point.name, point.step or 0, point.value
+
+
+def _metrics(points: Iterable[MetricPoint]) -> list[tuple[str, float, int, int]]:
+    """Metric points as MLflow metrics ``(key, value, timestamp ms, step)``."""
+    return [(mlflow_key(p.name), p.value, int(p.timestamp * 1000), p.step or 0) for p in points]
 
 
 def _artifacts(run: str, key: str, task: TaskResult, artifact_root: str) -> list[Record]:

@@ -6,20 +6,24 @@ needs no Ray import:
 
     @dsl.component(train=dsl.TorchDistributed(num_workers=2, max_failures=2))
     def fit(data: np.ndarray, epochs: int, model: Output[Model]) -> float:
-        net = raypipe.train.prepare_model(MLP())
+        net = raypipe.train.prepare_model(MLP())               # DDP with 2+ workers
         start = 0
         if (state := raypipe.train.load_state()) is not None:   # after a worker died
-            net.load_state_dict(state["model"]); start = state["epoch"] + 1
+            raypipe.train.unwrap(net).load_state_dict(state["model"])
+            start = state["epoch"] + 1
         for epoch in range(start, epochs):
             loss = ...
-            raypipe.train.report({"loss": loss}, checkpoint={"model": net.state_dict(),
-                                                            "epoch": epoch})
+            raypipe.train.report(
+                {"loss": loss, "epoch": epoch},
+                checkpoint={"model": raypipe.train.unwrap(net).state_dict(), "epoch": epoch},
+            )
         return loss
 
 Each ``report`` is one point of the step's learning curves in MLflow (``step`` is the
-metrics' ``epoch`` or ``step`` when they have one, else the report's number). The last
-checkpoint reported becomes the step's ``Output[Model]`` unless rank 0 writes its files
-to ``model.path`` itself.
+metrics' ``epoch`` or ``step`` when they have one, else the report's number), sent as
+it is reported: the curves grow while the step trains. The last checkpoint reported
+becomes the step's ``Output[Model]`` unless rank 0 writes its files to ``model.path``
+itself.
 
 Importing this module imports neither torch nor Ray Train; calling a helper does.
 """
@@ -43,6 +47,7 @@ __all__ = [
     "prepare_data_loader",
     "prepare_model",
     "report",
+    "unwrap",
 ]
 
 STATE_FILE = "state.pt"
@@ -137,6 +142,18 @@ def prepare_model(model: Any, **options: Any) -> Any:
     import ray.train.torch
 
     return ray.train.torch.prepare_model(model, **options)
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside what ``prepare_model`` returned (DDP wraps it with 2+ workers).
+
+    Save and load the unwrapped model's ``state_dict``: its keys have no ``module.``
+    prefix, so a later step loads it into the plain model.
+    """
+    import torch
+
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
 
 
 def prepare_data_loader(loader: Any, **options: Any) -> Any:

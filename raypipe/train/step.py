@@ -5,9 +5,10 @@ The step's Ray task (which reserves no CPU) builds the trainer from the componen
 receives the step's inputs: parameters and artifacts as they are, in-memory objects
 through the object store (each worker reads the same copy), and Ray Data datasets as the
 worker's shard (``ray.train.get_dataset_shard``). Rank 0's return value becomes the step's
-return value; the metrics rank 0 reported become the step's metrics (MLflow learning
-curves); the last checkpoint (or what rank 0 wrote to ``model.path``) becomes the step's
-``Output[Model]``.
+return value; the metrics rank 0 reports become the step's metrics (MLflow learning
+curves), published as they are reported (:mod:`raypipe.runtime.live_metrics`) so the
+curves grow while the step runs; the last checkpoint (or what rank 0 wrote to
+``model.path``, with the metadata it set) becomes the step's ``Output[Model]``.
 
 Example (what ``@dsl.component(train=...)`` sets up; not called directly):
     >>> call = TrainCall(fit, TorchDistributed(num_workers=2), {"model": "Model"})  # doctest: +SKIP
@@ -17,13 +18,17 @@ Example (what ``@dsl.component(train=...)`` sets up; not called directly):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from raypipe.dsl.artifacts import ARTIFACT_TYPES, Artifact
@@ -36,6 +41,13 @@ HISTORY_FILE = "raypipe-metrics.json"
 """Kept in each checkpoint: the metrics reported so far, so a restart loses none."""
 
 _STEP_KEYS = ("epoch", "step")  # a metric with one of these names gives MLflow its step
+_OUTPUTS = "outputs"  # under the trainer's storage: the files rank 0 wrote to Output[...].path
+
+# Ray Train's controller takes one report per poll of its workers, every 2 s by default:
+# a step reporting every epoch would wait up to 2 s per epoch. The step polls faster
+# unless the environment says otherwise (Ray Train reads the variable in fit()'s process).
+_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+_POLL_S = "0.2"
 
 
 class TrainingStepError(RuntimeError):
@@ -83,13 +95,23 @@ class TrainCall:
         return f"TrainCall({self.__qualname__}, num_workers={self.options.num_workers})"
 
     def __call__(self, **kwargs: Any) -> Any:
-        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train import (
+            CheckpointConfig,
+            FailureConfig,
+            LoggingConfig,
+            RunConfig,
+            ScalingConfig,
+        )
         from ray.train.torch import TorchConfig, TorchTrainer
+
+        from raypipe.runtime.metrics import current_step, record_points
 
         outputs = {name: kwargs.pop(name) for name in self.model_outputs}
         values, refs, datasets = _split_inputs(kwargs)
         storage = _storage_path()
         loop: Any = functools.partial(_run_worker, self.func)  # Ray Train calls loop(config)
+        # Ray Train v2's RunConfig; its stubs are v1's (no logging_config)
+        run_config: Any = RunConfig
         trainer = TorchTrainer(
             loop,
             train_loop_config={
@@ -97,24 +119,48 @@ class TrainCall:
                 "refs": {name: [ref] for name, ref in refs.items()},  # a list: not resolved
                 "datasets": sorted(datasets),
                 "outputs": {n: (self.model_outputs[n], a.uri) for n, a in outputs.items()},
+                "storage": storage,
+                "live": current_step(),  # (run id, task): where rank 0 publishes its reports
             },
             scaling_config=ScalingConfig(**scaling_config(self.options)),
             torch_config=TorchConfig(backend=self.options.resolved_backend()),
-            run_config=RunConfig(
+            run_config=run_config(
                 name="train",
                 storage_path=storage,
                 failure_config=FailureConfig(max_failures=self.options.max_failures),
                 # the latest to resume from and to hand over; one more while it is written
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
+                # Ray Train's own progress lines (every report of every worker) stay in
+                # its log files; the step's log keeps what the loop prints and warnings
+                logging_config=LoggingConfig(log_level="WARNING"),
             ),
             datasets=datasets or None,
         )
-        result: Any = trainer.fit()  # Ray Train v2's Result (its stubs are v1's)
+        with _default_env(_POLL_ENV, _POLL_S):
+            result: Any = trainer.fit()  # Ray Train v2's Result (its stubs are v1's)
         returned = result.return_value or {}
-        _log_history(returned.get("history") or [])
+        record_points(_points(returned.get("history") or []))
+        kept = returned.get("outputs") or {}
         for name, artifact in outputs.items():
-            _fill_output(artifact, result.checkpoint, name)
+            if kept.get(name, {}).get("written"):
+                _copy_tree(f"{storage}/{_OUTPUTS}/{name}", artifact.path)
+            else:
+                _fill_output(artifact, result.checkpoint, name)
+            artifact.metadata.update(kept.get(name, {}).get("metadata") or {})
         return returned.get("value")
+
+
+@contextlib.contextmanager
+def _default_env(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment for the block, unless already set."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _split_inputs(
@@ -163,36 +209,75 @@ def _run_worker(func: Callable[..., Any], config: dict[str, Any]) -> dict[str, A
 
     from raypipe.train import context
 
+    global _LIVE
+    _quiet_report_lines()
     kwargs = dict(config["values"])
     for name, (ref,) in config["refs"].items():
         kwargs[name] = ray.get(ref)
     for name in config["datasets"]:
         kwargs[name] = ray.train.get_dataset_shard(name)
-    folder = tempfile.mkdtemp(prefix="raypipe-model-")
-    for name, (cls_name, uri) in config["outputs"].items():
-        kwargs[name] = ARTIFACT_TYPES.get(cls_name, Artifact)(name=name, uri=uri, path=folder)
+    folders = {name: tempfile.mkdtemp(prefix=f"raypipe-{name}-") for name in config["outputs"]}
+    artifacts = {
+        name: ARTIFACT_TYPES.get(cls_name, Artifact)(name=name, uri=uri, path=folders[name])
+        for name, (cls_name, uri) in config["outputs"].items()
+    }
     rank = context().world_rank
+    live = config["live"]
+    _LIVE = (live[0], live[1]) if live is not None and rank == 0 else None
     _HISTORY.clear()
     _HISTORY.extend(_restored_history())
     try:
-        value = func(**kwargs)
-        if config["outputs"]:
-            # every worker reports (Ray Train's rule); rank 0 hands over what it wrote
-            wrote = rank == 0 and bool(os.listdir(folder))
-            checkpoint = ray.train.Checkpoint.from_directory(folder) if wrote else None
-            ray.train.report({}, checkpoint=checkpoint)
+        value = func(**kwargs, **artifacts)
+        if rank != 0:
+            return {}
+        # What rank 0 wrote to an output's path goes to the trainer's storage, where the
+        # step (on its own node) picks it up, as it would a checkpoint.
+        outputs = {}
+        for name, folder in folders.items():
+            written = bool(os.listdir(folder))
+            if written:
+                _upload_tree(folder, f"{config['storage']}/{_OUTPUTS}/{name}")
+            outputs[name] = {"written": written, "metadata": dict(artifacts[name].metadata)}
+        return {"value": value, "history": list(_HISTORY), "outputs": outputs}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {"value": value, "history": list(_HISTORY)} if rank == 0 else {}
+        _LIVE = None
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-_HISTORY: list[dict[str, Any]] = []  # rank 0's reported metrics, in this worker process
+def _quiet_report_lines() -> None:
+    """Keep Ray Train's line per report per worker (with its checkpoint path) out of the log.
+
+    Ray Train 2.60 logs it at INFO under a logger named by its file's path, which the
+    trainer's ``LoggingConfig(log_level=...)`` (for loggers named ``ray.train...``) misses.
+    """
+    module = sys.modules.get("ray.train.v2._internal.execution.context")
+    if module is not None and module.__file__:
+        logging.getLogger(module.__file__).setLevel(logging.WARNING)
+
+
+# Rank 0's reports in this worker process, each {"step": n, "time": t, "metrics": {...}}.
+_HISTORY: list[dict[str, Any]] = []
+_LIVE: tuple[str, str] | None = None  # rank 0's (run id, task): where reports are published
 
 
 def record_report(metrics: Mapping[str, Any], checkpoint_folder: str | None) -> None:
-    """Remember a report for MLflow; a checkpoint keeps the history so far."""
-    point = {k: v for k, v in metrics.items() if _is_number(v)}
-    _HISTORY.append(point)
+    """Remember a report of rank 0 and publish it; a checkpoint keeps the history so far."""
+    from raypipe.runtime import live_metrics
+
+    numbers = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+    step = next(
+        (int(numbers[k]) for k in _STEP_KEYS if k in numbers and numbers[k].is_integer()),
+        len(_HISTORY),
+    )
+    report = {
+        "step": step,
+        "time": time.time(),
+        "metrics": {k: v for k, v in numbers.items() if k not in _STEP_KEYS},
+    }
+    _HISTORY.append(report)
+    if _LIVE is not None:
+        live_metrics.publish(*_LIVE, _points([report]))
     if checkpoint_folder is not None:
         with open(os.path.join(checkpoint_folder, HISTORY_FILE), "w") as f:
             json.dump(_HISTORY, f)
@@ -221,18 +306,30 @@ def _is_number(value: Any) -> bool:
     )
 
 
-def _log_history(history: list[dict[str, Any]]) -> None:
-    """Each report of rank 0 as one MLflow step of the step's metrics."""
-    from raypipe.runtime.metrics import log_metric
+def _points(history: list[dict[str, Any]]) -> list[list[Any]]:
+    """Reports as metric points ``[name, value, step, timestamp]`` (``raypipe.log_metric``'s)."""
+    return [
+        [name, value, report["step"], report["time"]]
+        for report in history
+        for name, value in report["metrics"].items()
+    ]
 
-    for index, point in enumerate(history):
-        step = next(
-            (int(point[k]) for k in _STEP_KEYS if k in point and float(point[k]).is_integer()),
-            index,
-        )
-        for name, value in point.items():
-            if name not in _STEP_KEYS:
-                log_metric(name, float(value), step=step)
+
+def _upload_tree(folder: str, uri: str) -> None:
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else os.path.abspath(uri))
+    filesystem.delete_dir_contents(path, missing_dir_ok=True)  # a restarted rank 0's leftovers
+    filesystem.create_dir(path, recursive=True)
+    pafs.copy_files(folder, path, destination_filesystem=filesystem)
+
+
+def _copy_tree(uri: str, folder: str) -> None:
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri if "://" in uri else os.path.abspath(uri))
+    os.makedirs(folder, exist_ok=True)
+    pafs.copy_files(path, folder, source_filesystem=filesystem)
 
 
 def _fill_output(artifact: Artifact, checkpoint: Any, name: str) -> None:
