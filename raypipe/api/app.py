@@ -62,6 +62,7 @@ from raypipe.api.store import (
     Store,
 )
 from raypipe.api.store.records import TERMINAL_STATES
+from raypipe.api.ui import ui_router
 from raypipe.errors import PipelineArgumentError, SpecLoadError
 from raypipe.spec.arguments import bind_arguments
 from raypipe.spec.io import loads
@@ -118,6 +119,7 @@ def create_app(
     _install_error_handlers(app)
     namespace_of = _namespace_dependency(tokens)
     Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
+    app.include_router(ui_router(store, namespace_of))  # the web UI: / and /ui/api
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -217,7 +219,7 @@ def create_app(
                 ns,
                 pipeline_id,
                 body.display_name,
-                spec.model_dump_json(),
+                spec.model_dump_json(by_alias=True),  # "not" conditions keep their name
                 description=body.description,
             )
         )
@@ -275,7 +277,7 @@ def create_app(
             spec_json = None
         else:
             spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
-            spec_json = spec.model_dump_json()
+            spec_json = spec.model_dump_json(by_alias=True)
         return spec_json, _arguments(spec, body.parameters())
 
     @app.post(f"{API_PREFIX}/runs", tags=["runs"])

@@ -1,0 +1,305 @@
+"""The web UI's routes: the page and its assets at ``/``, and the few reads the REST API
+does not answer in the shape a page needs (a laid-out graph, live step states, a step's
+details, artifact previews, comparisons, an artifact's lineage) under ``/ui/api``.
+
+The page itself and its assets are public (they hold no data); every ``/ui/api`` route
+takes the caller's namespace from the same bearer token as the REST API, so another
+namespace's runs are not found (404). Live step states are server-sent events on a plain
+GET, which the page reads with ``fetch`` (``EventSource`` cannot send a token).
+
+Example:
+    >>> app.include_router(ui_router(store, namespace_of))   # doctest: +SKIP
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations.
+import asyncio
+import json
+import mimetypes
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from pydantic import BaseModel
+
+from raypipe.api.run_files import RunFiles
+from raypipe.api.store import InvalidArgument, NotFound, Store
+from raypipe.api.store.records import TERMINAL_STATES
+from raypipe.api.ui.graph import PipelineGraph, pipeline_graph
+from raypipe.api.ui.previews import MAX_PREVIEW_BYTES, Preview, preview_of
+from raypipe.api.ui.steps import StepDetail, StepState, step_detail, step_states
+from raypipe.spec.io import loads
+
+__all__ = ["STATIC_DIR", "UI_API", "ui_router"]
+
+UI_API = "/ui/api"
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+POLL_SECONDS = 1.0  # how often a live run's step states are read again
+MLFLOW_UI_ENV = "RAYPIPE_MLFLOW_UI_URL"  # where MLflow's UI is, for links (none: no links)
+
+
+class RunComparison(BaseModel):
+    """One run in a comparison: its arguments and its scalar metrics."""
+
+    run_id: str
+    display_name: str
+    state: str
+    parameters: dict[str, Any]
+    metrics: dict[str, float]
+
+
+class Comparison(BaseModel):
+    runs: list[RunComparison]
+    mlflow_compare_url: str | None
+
+
+class MlflowLinks(BaseModel):
+    """Links into MLflow's UI for a run and its steps (empty without ``RAYPIPE_MLFLOW_UI_URL``)."""
+
+    run_url: str | None = None
+    steps: dict[str, str] = {}
+
+
+class LineageView(BaseModel):
+    """An artifact's lineage: what made it (upstream) and what read it (downstream)."""
+
+    uri: str
+    upstream: list[dict[str, Any]]
+    downstream: list[dict[str, Any]]
+
+
+def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter:
+    """The UI's routes over ``store``, with the REST API's namespace dependency."""
+    router = APIRouter(include_in_schema=False)
+    Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
+
+    @router.get("/", response_class=HTMLResponse)
+    def index() -> FileResponse:
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"), media_type="text/html")
+
+    @router.get("/ui/static/{name:path}")
+    def static(name: str) -> FileResponse:
+        root = os.path.realpath(STATIC_DIR)
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([path, root]) != root or not os.path.isfile(path):
+            raise NotFound("file", name)
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if path.endswith(".js"):
+            kind = "text/javascript"
+        return FileResponse(path, media_type=kind, headers={"Cache-Control": "no-cache"})
+
+    # -- graphs -----------------------------------------------------------------------------
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/graph")
+    def run_graph(
+        run_id: str, ns: Namespace, expand: Annotated[list[str] | None, Query()] = None
+    ) -> PipelineGraph:
+        run = store.get_run(ns, run_id)
+        spec_json = run.pipeline_spec
+        if spec_json is None and run.pipeline_version_id is not None:
+            spec_json = store.get_pipeline_version(ns, run.pipeline_version_id).pipeline_spec
+        return pipeline_graph(loads(spec_json or "", source=f"run {run_id}"), expand or [])
+
+    @router.get(f"{UI_API}/versions/{{version_id}}/graph")
+    def version_graph(
+        version_id: str, ns: Namespace, expand: Annotated[list[str] | None, Query()] = None
+    ) -> PipelineGraph:
+        version = store.get_pipeline_version(ns, version_id)
+        spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
+        return pipeline_graph(spec, expand or [])
+
+    # -- a run's steps ----------------------------------------------------------------------
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/states")
+    def run_states(run_id: str, ns: Namespace) -> StreamingResponse:
+        """Server-sent events: ``states`` with the run's state and its steps' states that
+        changed since the last event (all of them first), until the run has ended."""
+        store.get_run(ns, run_id)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            sent: dict[str, StepState] = {}
+            sent_run: tuple[str, str | None] | None = None
+            while True:
+                run = await asyncio.to_thread(store.get_run, ns, run_id)
+                ended = run.state in TERMINAL_STATES
+                states = await asyncio.to_thread(step_states, RunFiles(run_id))
+                changed = {k: v for k, v in states.items() if sent.get(k) != v}
+                now = (run.state.value, run.error_message)
+                if changed or now != sent_run:
+                    sent.update(changed)
+                    sent_run = now
+                    body = {
+                        "run": {"state": run.state.value, "error": run.error_message},
+                        "steps": {k: v.model_dump() for k, v in changed.items()},
+                    }
+                    yield f"event: states\ndata: {json.dumps(body)}\n\n"
+                if ended:  # its steps were recorded before the run was marked ended
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/steps/{{task:path}}")
+    def run_step(run_id: str, task: str, ns: Namespace) -> StepDetail:
+        store.get_run(ns, run_id)
+        return step_detail(RunFiles(run_id), task)
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/preview")
+    def preview(run_id: str, uri: str, ns: Namespace) -> Preview:
+        store.get_run(ns, run_id)
+        files = RunFiles(run_id)
+        found = next((a for a in files.artifacts() if a.uri == uri), None)
+        if found is None:
+            raise NotFound("artifact", uri)
+        if found.size is not None and found.size > MAX_PREVIEW_BYTES:
+            return Preview(kind="none", note=f"{found.size} bytes: too large to preview")
+        try:
+            data: bytes | None = files.read_artifact(uri)
+        except NotFound:  # recorded, but not one file: a directory artifact
+            data = None
+        return preview_of(found.type, data, found.metadata)
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/mlflow")
+    def mlflow_links(run_id: str, ns: Namespace) -> MlflowLinks:
+        run = store.get_run(ns, run_id)
+        base = os.environ.get(MLFLOW_UI_ENV, "").rstrip("/")
+        if not base:
+            return MlflowLinks()
+        found = _mlflow_runs([run.run_id])
+        links = MlflowLinks()
+        for experiment, mlflow_run, task in found.get(run.run_id, []):
+            url = f"{base}/#/experiments/{experiment}/runs/{mlflow_run}"
+            if task is None:
+                links.run_url = url
+            else:
+                links.steps[task] = url
+        return links
+
+    # -- compare and lineage ----------------------------------------------------------------
+
+    @router.get(f"{UI_API}/compare")
+    def compare(ns: Namespace, run_id: Annotated[list[str], Query()]) -> Comparison:
+        if not 2 <= len(run_id) <= 10:
+            raise InvalidArgument("compare", "run_id", f"2 to 10 runs, got {len(run_id)}")
+        runs = [store.get_run(ns, r) for r in run_id]
+        metrics = _metrics([r.run_id for r in runs])
+        url = None
+        base = os.environ.get(MLFLOW_UI_ENV, "").rstrip("/")
+        if base:
+            found = _mlflow_runs([r.run_id for r in runs])
+            pairs = [m for r in runs for m in found.get(r.run_id, []) if m[2] is None]
+            if pairs:
+                ids = json.dumps([m[1] for m in pairs])
+                experiments = json.dumps(sorted({m[0] for m in pairs}))
+                url = f"{base}/#/compare-runs?runs={ids}&experiments={experiments}"
+        return Comparison(
+            runs=[
+                RunComparison(
+                    run_id=r.run_id,
+                    display_name=r.display_name,
+                    state=r.state.value,
+                    parameters=r.arguments,
+                    metrics=metrics.get(r.run_id, {}),
+                )
+                for r in runs
+            ],
+            mlflow_compare_url=url,
+        )
+
+    @router.get(f"{UI_API}/runs/{{run_id}}/artifact-lineage")
+    def artifact_lineage(run_id: str, uri: str, ns: Namespace) -> LineageView:
+        """What made one of the run's artifacts and what read it, in this namespace only."""
+        from raypipe.tracking.lineage.query import connect, downstream, upstream
+
+        store.get_run(ns, run_id)
+        if uri not in {a.uri for a in RunFiles(run_id).artifacts()}:
+            raise NotFound("artifact", uri)
+        with connect(_lineage_root()) as con:
+            up = upstream(uri, connection=con)
+            down = downstream(uri, connection=con)
+        visible: dict[str, bool] = {}
+
+        def shown(row_run: str) -> bool:
+            if row_run not in visible:
+                visible[row_run] = _exists(store, ns, row_run)
+            return visible[row_run]
+
+        return LineageView(
+            uri=uri,
+            upstream=[r.model_dump(mode="json") for r in up if shown(r.run_id)],
+            downstream=[r.model_dump(mode="json") for r in down if shown(r.run_id)],
+        )
+
+    return router
+
+
+def _exists(store: Store, namespace: str, run_id: str) -> bool:
+    try:
+        store.get_run(namespace, run_id)
+    except NotFound:
+        return False
+    return True
+
+
+def _lineage_root() -> str:
+    from raypipe.runtime.config import RuntimeConfig
+
+    return RuntimeConfig.from_env().lineage_root
+
+
+def _metrics(run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Scalar metrics of runs: numeric pipeline outputs and ``Metrics`` artifacts' values
+    (named ``task.output.metric``)."""
+    from raypipe.tracking.lineage.query import connect, sql
+
+    found: dict[str, dict[str, float]] = {r: {} for r in run_ids}
+    marks = ", ".join("?" for _ in run_ids)
+    with connect(_lineage_root()) as con:
+        _, outputs = sql(
+            f"SELECT run_id, outputs FROM runs WHERE run_id IN ({marks})", run_ids, connection=con
+        )
+        _, artifacts = sql(
+            f"SELECT run_id, execution_id, output, metadata FROM artifacts "
+            f"WHERE run_id IN ({marks}) AND type = 'Metrics'",
+            run_ids,
+            connection=con,
+        )
+    for run_id, text in outputs:
+        for name, value in (json.loads(text) if text else {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[run_id][name] = float(value)
+    for run_id, execution_id, output, text in artifacts:
+        task = execution_id.removeprefix(f"{run_id}/")
+        for name, value in (json.loads(text) if text else {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[run_id][f"{task}.{output}.{name}"] = float(value)
+    return found
+
+
+def _mlflow_runs(run_ids: list[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+    """(experiment id, MLflow run id, task or None for the pipeline run) per raypipe run."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    from raypipe.runtime.config import RuntimeConfig
+
+    client = MlflowClient(RuntimeConfig.from_env().mlflow_tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments(ViewType.ACTIVE_ONLY)]
+    found: dict[str, list[tuple[str, str, str | None]]] = {r: [] for r in run_ids}
+    if not experiments:
+        return found
+    for run_id in run_ids:
+        if not run_id.isalnum():  # ids are hex: nothing to quote
+            continue
+        for run in client.search_runs(
+            experiments, filter_string=f"tags.`raypipe.run_id` = '{run_id}'", max_results=5000
+        ):
+            task = run.data.tags.get("raypipe.task")
+            found[run_id].append((run.info.experiment_id, run.info.run_id, task))
+    return found

@@ -1,0 +1,446 @@
+// The pages, chosen by the URL's hash: #/runs, #/runs/ID, #/pipelines, #/pipelines/ID,
+// #/experiments, #/recurring, #/compare?runs=A,B, #/lineage?run=ID&uri=URI.
+
+import { API, UI_API, del, forgetToken, getJson, postJson, readEvents } from "./api.js";
+import { ACTIVE, badge, between, el, errorBox, fill, seconds, when } from "./dom.js";
+import { GraphView, template } from "./graph.js";
+import { runForm } from "./form.js";
+import { encodePath, showStep } from "./step.js";
+
+const main = document.getElementById("main");
+let leave = () => {}; // stops what the current page keeps running (streams, timers)
+
+const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED"];
+
+async function route() {
+  leave();
+  leave = () => {};
+  const [path, query] = (location.hash.slice(1) || "/runs").split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = path.split("/").filter(Boolean);
+  for (const link of document.querySelectorAll("nav a")) {
+    link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${parts[0]}`);
+  }
+  const controller = new AbortController();
+  const timers = [];
+  leave = () => {
+    controller.abort();
+    timers.forEach(clearInterval);
+  };
+  const page = { signal: controller.signal, every: (fn, ms) => timers.push(setInterval(fn, ms)) };
+  try {
+    if (parts[0] === "runs" && parts[1]) await runPage(parts[1], page);
+    else if (parts[0] === "pipelines" && parts[1]) await pipelinePage(parts[1], params, page);
+    else if (parts[0] === "pipelines") await pipelinesPage();
+    else if (parts[0] === "experiments") await experimentsPage();
+    else if (parts[0] === "recurring") await recurringPage();
+    else if (parts[0] === "compare") await comparePage(params);
+    else if (parts[0] === "lineage") await lineagePage(params);
+    else await runsPage(params, page);
+  } catch (error) {
+    if (error.name !== "AbortError") fill(main, errorBox(error));
+  }
+}
+
+function title(text, ...more) {
+  document.title = `${text} · raypipe`;
+  return el("h1", {}, text, ...more);
+}
+
+// -- names, looked up once ------------------------------------------------------------------
+
+const names = { experiments: new Map(), versions: new Map() };
+
+async function experimentNames() {
+  const found = await getJson(`${API}/experiments?page_size=1000`);
+  for (const e of found.experiments) names.experiments.set(e.experiment_id, e.display_name);
+  return found.experiments;
+}
+
+async function pipelineVersions() {
+  const pipelines = (await getJson(`${API}/pipelines?page_size=1000`)).pipelines;
+  const all = [];
+  await Promise.all(pipelines.map(async (p) => {
+    const versions = (await getJson(`${API}/pipelines/${p.pipeline_id}/versions?page_size=1000`)).pipeline_versions;
+    for (const v of versions) {
+      names.versions.set(v.pipeline_version_id, `${p.display_name} / ${v.display_name}`);
+      all.push({ pipeline: p, version: v });
+    }
+  }));
+  return { pipelines, all };
+}
+
+// -- runs -----------------------------------------------------------------------------------
+
+async function runsPage(params, page) {
+  const state = {
+    experiment: params.get("experiment") || "",
+    version: params.get("version") || "",
+    states: params.get("state") || "",
+    recurring: params.get("recurring") || "",
+    sort: params.get("sort") || "-created_at",
+    size: Number(params.get("size") || 20),
+    tokens: [null], // page tokens of the pages seen: back goes one down
+  };
+  const [experiments, { all }] = await Promise.all([experimentNames(), pipelineVersions()]);
+  const body = el("tbody");
+  const pager = el("div", { class: "pager" });
+  const compareButton = el("button", { type: "button", disabled: true, onclick: () => {
+    const chosen = [...body.querySelectorAll("input:checked")].map((c) => c.value);
+    location.hash = `#/compare?runs=${chosen.join(",")}`;
+  } }, "Compare selected");
+  const select = (label, name, options, value, onchange) => el("label", {}, label, " ",
+    el("select", { name, onchange }, options.map(([v, text]) => el("option", { value: v, selected: v === value }, text))));
+  const reload = () => {
+    state.tokens = [null];
+    const q = new URLSearchParams();
+    if (state.experiment) q.set("experiment", state.experiment);
+    if (state.version) q.set("version", state.version);
+    if (state.states) q.set("state", state.states);
+    if (state.recurring) q.set("recurring", state.recurring);
+    if (state.sort !== "-created_at") q.set("sort", state.sort);
+    history.replaceState(null, "", `#/runs${q.size ? "?" + q : ""}`);
+    load();
+  };
+  const filters = el("div", { class: "filters" },
+    select("Experiment", "experiment", [["", "all"], ...experiments.map((e) => [e.experiment_id, e.display_name])], state.experiment,
+      (e) => { state.experiment = e.target.value; reload(); }),
+    select("Pipeline", "version", [["", "all"], ...all.map(({ version }) => [version.pipeline_version_id, names.versions.get(version.pipeline_version_id)])], state.version,
+      (e) => { state.version = e.target.value; reload(); }),
+    select("State", "state", [["", "any"], ["PENDING,RUNNING,CANCELING", "active"], ...STATES.map((s) => [s, s.toLowerCase()])], state.states,
+      (e) => { state.states = e.target.value; reload(); }),
+    compareButton,
+  );
+  const sortHeader = (label, key) => {
+    const current = state.sort.replace("-", "") === key;
+    const arrow = current ? (state.sort.startsWith("-") ? " ▾" : " ▴") : "";
+    return el("th", { "aria-sort": current ? (state.sort.startsWith("-") ? "descending" : "ascending") : null },
+      el("button", { type: "button", class: "link", onclick: () => {
+        state.sort = current && !state.sort.startsWith("-") ? `-${key}` : current ? key : key === "name" ? "name" : "-created_at";
+        reload();
+      } }, label + arrow));
+  };
+  fill(main, 
+    title("Runs"),
+    filters,
+    el("table", { class: "list runs" },
+      el("thead", {}, el("tr", {}, el("th", {}, el("span", { class: "sr-only" }, "select")), sortHeader("Name", "name"), el("th", {}, "State"),
+        el("th", {}, "Pipeline"), el("th", {}, "Experiment"), sortHeader("Created", "created_at"), el("th", {}, "Duration"))),
+      body),
+    pager,
+  );
+  let active = false;
+  async function load() {
+    const q = new URLSearchParams({ page_size: state.size, sort_by: state.sort });
+    if (state.experiment) q.set("experiment_id", state.experiment);
+    if (state.version) q.set("pipeline_version_id", state.version);
+    if (state.recurring) q.set("recurring_run_id", state.recurring);
+    for (const s of state.states.split(",").filter(Boolean)) q.append("state", s);
+    const token = state.tokens[state.tokens.length - 1];
+    if (token) q.set("page_token", token);
+    const found = await getJson(`${API}/runs?${q}`);
+    active = found.runs.some((r) => ACTIVE.has(r.state));
+    const checked = new Set([...body.querySelectorAll("input:checked")].map((c) => c.value));
+    fill(body, ...found.runs.map((r) => el("tr", { "data-run": r.run_id },
+      el("td", {}, el("input", { type: "checkbox", value: r.run_id, checked: checked.has(r.run_id), "aria-label": `select ${r.display_name}`, onchange: count })),
+      el("td", {}, el("a", { href: `#/runs/${r.run_id}` }, r.display_name)),
+      el("td", {}, badge(r.state)),
+      el("td", {}, r.pipeline_version_id ? names.versions.get(r.pipeline_version_id) || "" : el("span", { class: "muted" }, "uploaded")),
+      el("td", {}, names.experiments.get(r.experiment_id) || ""),
+      el("td", {}, when(r.created_at)),
+      el("td", {}, seconds(between(r.created_at, r.finished_at))),
+    )));
+    if (!found.runs.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No runs.")));
+    fill(pager, 
+      el("button", { type: "button", disabled: state.tokens.length < 2, onclick: () => { state.tokens.pop(); load(); } }, "‹ Previous"),
+      el("span", {}, ` page ${state.tokens.length} `),
+      el("button", { type: "button", disabled: !found.next_page_token, onclick: () => { state.tokens.push(found.next_page_token); load(); } }, "Next ›"),
+    );
+    count();
+  }
+  function count() {
+    const n = body.querySelectorAll("input:checked").length;
+    compareButton.disabled = n < 2;
+    compareButton.textContent = n >= 2 ? `Compare ${n} runs` : "Compare selected";
+  }
+  await load();
+  page.every(() => { if (active && !document.hidden) load().catch(() => {}); }, 2000);
+}
+
+async function runPage(runId, page) {
+  const run = await getJson(`${API}/runs/${runId}`);
+  let expand = new Set();
+  let live = ACTIVE.has(run.state);
+  const header = el("div", { class: "run-header" });
+  const panel = el("aside", { class: "step-panel", "aria-label": "step" },
+    el("p", { class: "muted" }, "Click a step to see its inputs, outputs, attempts and log."));
+  const graphBox = el("div", { class: "graph-box" });
+  let mlflow = null;
+  let stepAbort = null;
+  const view = new GraphView(graphBox, {
+    onSelect: (node, steps) => {
+      stepAbort?.abort();
+      stepAbort = new AbortController();
+      page.signal.addEventListener("abort", () => stepAbort.abort());
+      if (steps.length > 1) {
+        fill(panel, el("h2", {}, node.label), el("p", { class: "muted" }, `${steps.length} iterations:`),
+          el("ul", { class: "iterations" }, steps.map((path) => el("li", {},
+            el("button", { type: "button", class: "link", onclick: () => showStep(panel, run, path, { mlflow, live, signal: stepAbort.signal }) }, path), " ",
+            badge(view.steps[path].state)))));
+        return;
+      }
+      showStep(panel, run, steps[0] || node.id, { mlflow, live, signal: stepAbort.signal });
+    },
+    onToggle: async (node) => {
+      if (expand.has(node.id)) expand.delete(node.id);
+      else expand.add(node.id);
+      await drawGraph();
+    },
+  });
+  async function drawGraph() {
+    const q = new URLSearchParams();
+    for (const id of expand) q.append("expand", id);
+    view.draw(await getJson(`${UI_API}/runs/${runId}/graph?${q}`));
+  }
+  function renderHeader(current) {
+    const buttons = [];
+    if (ACTIVE.has(current.state)) {
+      buttons.push(el("button", { type: "button", onclick: async () => { await postJson(`${API}/runs/${runId}:terminate`); } }, "Terminate"));
+    }
+    if (current.state === "FAILED" || current.state === "CANCELED") {
+      buttons.push(el("button", { type: "button", onclick: async () => { await postJson(`${API}/runs/${runId}:retry`); route(); } }, "Retry"));
+    }
+    if (mlflow?.run_url) buttons.push(el("a", { class: "button", href: mlflow.run_url, target: "_blank", rel: "noopener" }, "MLflow run ↗"));
+    const params = Object.entries(current.runtime_config.parameters);
+    fill(header, 
+      title(current.display_name, " ", badge(current.state)),
+      el("dl", { class: "facts" },
+        el("dt", {}, "run id"), el("dd", {}, el("code", {}, current.run_id)),
+        el("dt", {}, "pipeline"), el("dd", {}, current.pipeline_version_id ? names.versions.get(current.pipeline_version_id) || current.pipeline_version_id : "uploaded with the run"),
+        el("dt", {}, "created"), el("dd", {}, when(current.created_at)),
+        el("dt", {}, "duration"), el("dd", {}, seconds(between(current.created_at, current.finished_at))),
+        params.length ? [el("dt", {}, "parameters"), el("dd", {}, params.map(([k, v]) => el("code", { class: "param" }, `${k}=${JSON.stringify(v)}`)))] : null),
+      current.error ? el("p", { class: "error", role: "alert" }, current.error.error) : null,
+      el("div", { class: "buttons" }, buttons),
+    );
+  }
+  await Promise.all([experimentNames(), pipelineVersions()]).catch(() => {});
+  renderHeader(run);
+  fill(main, header, el("div", { class: "run-body" }, graphBox, panel));
+  await drawGraph();
+  getJson(`${UI_API}/runs/${runId}/mlflow`).then((links) => { mlflow = links; renderHeader(run); }).catch(() => {});
+  readEvents(`${UI_API}/runs/${runId}/states`, (name, data) => {
+    if (name !== "states") return;
+    const changedState = data.run.state !== run.state;
+    run.state = data.run.state;
+    run.error = data.run.error ? { error: data.run.error } : null;
+    live = ACTIVE.has(run.state);
+    view.update(data.steps, live);
+    if (changedState) getJson(`${API}/runs/${runId}`).then((fresh) => { Object.assign(run, fresh); renderHeader(run); });
+  }, page.signal).catch((error) => { if (error.name !== "AbortError") header.append(errorBox(error)); });
+}
+
+// -- pipelines ------------------------------------------------------------------------------
+
+async function pipelinesPage() {
+  const { pipelines } = await getJson(`${API}/pipelines?page_size=1000&sort_by=name`);
+  fill(main, 
+    title("Pipelines"),
+    el("p", { class: "muted" }, "Upload pipelines with raypipe.Client or `raypipe pipelines upload`."),
+    el("table", { class: "list" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Created"))),
+      el("tbody", {}, pipelines.map((p) => el("tr", {},
+        el("td", {}, el("a", { href: `#/pipelines/${p.pipeline_id}` }, p.display_name)),
+        el("td", {}, p.description), el("td", {}, when(p.created_at)))))),
+  );
+}
+
+async function pipelinePage(pipelineId, params, page) {
+  const [pipeline, { pipeline_versions: versions }, experiments] = await Promise.all([
+    getJson(`${API}/pipelines/${pipelineId}`),
+    getJson(`${API}/pipelines/${pipelineId}/versions?page_size=1000`),
+    experimentNames(),
+  ]);
+  const chosenId = params.get("version") || versions[0]?.pipeline_version_id;
+  const graphBox = el("div", { class: "graph-box preview-graph" });
+  const formBox = el("div", { class: "run-form" });
+  fill(main, 
+    title(pipeline.display_name),
+    el("p", { class: "muted" }, pipeline.description),
+    el("label", {}, "Version ", el("select", { onchange: (e) => { location.hash = `#/pipelines/${pipelineId}?version=${e.target.value}`; } },
+      versions.map((v) => el("option", { value: v.pipeline_version_id, selected: v.pipeline_version_id === chosenId }, `${v.display_name} (${when(v.created_at)})`)))),
+    el("div", { class: "run-body" }, graphBox, formBox),
+  );
+  if (!chosenId) return;
+  const version = await getJson(`${API}/pipelines/${pipelineId}/versions/${chosenId}`);
+  const expand = new Set();
+  const view = new GraphView(graphBox, {
+    onSelect: () => {},
+    onToggle: async (node) => {
+      if (expand.has(node.id)) expand.delete(node.id);
+      else expand.add(node.id);
+      await draw();
+    },
+  });
+  async function draw() {
+    const q = new URLSearchParams();
+    for (const id of expand) q.append("expand", id);
+    view.draw(await getJson(`${UI_API}/versions/${chosenId}/graph?${q}`));
+  }
+  view.runActive = false;
+  await draw();
+  fill(formBox, el("h2", {}, "Start a run"), runForm(version.pipeline_spec, experiments, {
+    submitLabel: "Start run",
+    defaultName: `${pipeline.display_name} ${new Date().toLocaleString()}`,
+    onSubmit: async ({ name, experiment, parameters }) => {
+      const run = await postJson(`${API}/runs`, {
+        display_name: name,
+        pipeline_version_id: chosenId,
+        experiment_id: experiment || null,
+        runtime_config: { parameters },
+      });
+      location.hash = `#/runs/${run.run_id}`;
+    },
+  }));
+}
+
+// -- experiments ----------------------------------------------------------------------------
+
+async function experimentsPage() {
+  const archived = new URLSearchParams(location.hash.split("?")[1] || "").get("archived") === "1";
+  const q = `page_size=1000&sort_by=name&storage_state=${archived ? "ARCHIVED" : "AVAILABLE"}`;
+  const { experiments } = await getJson(`${API}/experiments?${q}`);
+  const name = el("input", { name: "name", required: true, placeholder: "name", "aria-label": "experiment name" });
+  const description = el("input", { name: "description", placeholder: "description", "aria-label": "description" });
+  const message = el("span");
+  fill(main, 
+    title("Experiments"),
+    el("form", { class: "inline-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await postJson(`${API}/experiments`, { display_name: name.value, description: description.value });
+        route();
+      } catch (error) { fill(message, errorBox(error)); }
+    } }, name, description, el("button", { type: "submit" }, "Create experiment"), message),
+    el("p", {}, el("a", { href: archived ? "#/experiments" : "#/experiments?archived=1" }, archived ? "Show available" : "Show archived")),
+    el("table", { class: "list" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Last run"), el("th", {}, ""))),
+      el("tbody", {}, experiments.map((x) => el("tr", {},
+        el("td", {}, el("a", { href: `#/runs?experiment=${x.experiment_id}` }, x.display_name)),
+        el("td", {}, x.description),
+        el("td", {}, when(x.last_run_created_at)),
+        el("td", {}, el("button", { type: "button", onclick: async () => {
+          await postJson(`${API}/experiments/${x.experiment_id}:${archived ? "unarchive" : "archive"}`);
+          route();
+        } }, archived ? "Unarchive" : "Archive")))))),
+  );
+}
+
+// -- recurring runs -------------------------------------------------------------------------
+
+async function recurringPage() {
+  const [{ recurringRuns }, experiments, { all }] = await Promise.all([
+    getJson(`${API}/recurringruns?page_size=1000`), experimentNames(), pipelineVersions(),
+  ]);
+  const formBox = el("div", { class: "run-form" });
+  const versionSelect = el("select", { "aria-label": "pipeline version", onchange: () => showForm() },
+    all.map(({ version }) => el("option", { value: version.pipeline_version_id }, names.versions.get(version.pipeline_version_id))));
+  async function showForm() {
+    if (!versionSelect.value) { fill(formBox, el("p", { class: "muted" }, "Upload a pipeline first.")); return; }
+    const found = all.find((x) => x.version.pipeline_version_id === versionSelect.value);
+    const version = await getJson(`${API}/pipelines/${found.pipeline.pipeline_id}/versions/${found.version.pipeline_version_id}`);
+    fill(formBox, runForm(version.pipeline_spec, experiments, {
+      submitLabel: "Create recurring run",
+      defaultName: `${found.pipeline.display_name} schedule`,
+      schedule: true,
+      onSubmit: async ({ name, experiment, parameters, trigger, maxConcurrency, catchup }) => {
+        await postJson(`${API}/recurringruns`, {
+          display_name: name, pipeline_version_id: versionSelect.value, experiment_id: experiment || null,
+          runtime_config: { parameters }, trigger, max_concurrency: maxConcurrency, no_catchup: !catchup,
+        });
+        route();
+      },
+    }));
+  }
+  const describe = (t) => t.cron_schedule ? `cron ${t.cron_schedule.cron}` : `every ${t.periodic_schedule.interval_second} s`;
+  fill(main, 
+    title("Recurring runs"),
+    el("table", { class: "list recurring" },
+      el("thead", {}, el("tr", {}, ["Name", "Pipeline", "Trigger", "Status", "Last tick", "Runs", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, recurringRuns.map((r) => el("tr", { "data-recurring": r.recurring_run_id },
+        el("td", {}, r.display_name),
+        el("td", {}, names.versions.get(r.pipeline_version_id) || ""),
+        el("td", {}, describe(r.trigger)),
+        el("td", {}, badge(r.status)),
+        el("td", {}, when(r.last_tick_at)),
+        el("td", {}, el("a", { href: `#/runs?recurring=${r.recurring_run_id}` }, "runs")),
+        el("td", { class: "buttons" },
+          el("button", { type: "button", onclick: async () => { await postJson(`${API}/recurringruns/${r.recurring_run_id}:${r.status === "ENABLED" ? "disable" : "enable"}`); route(); } },
+            r.status === "ENABLED" ? "Disable" : "Enable"),
+          el("button", { type: "button", onclick: async () => { if (confirm(`Delete ${r.display_name}?`)) { await del(`${API}/recurringruns/${r.recurring_run_id}`); route(); } } }, "Delete")),
+      ))),
+    ),
+    el("h2", {}, "New recurring run"),
+    el("label", {}, "Pipeline ", versionSelect),
+    formBox,
+  );
+  await showForm();
+}
+
+// -- compare --------------------------------------------------------------------------------
+
+async function comparePage(params) {
+  const ids = (params.get("runs") || "").split(",").filter(Boolean);
+  const q = new URLSearchParams();
+  for (const id of ids) q.append("run_id", id);
+  const found = await getJson(`${UI_API}/compare?${q}`);
+  const rows = (key) => [...new Set(found.runs.flatMap((r) => Object.keys(r[key])))].sort();
+  const grid = (key, show) => el("table", { class: "list compare" },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), found.runs.map((r) => el("th", {}, el("a", { href: `#/runs/${r.run_id}` }, r.display_name), " ", badge(r.state))))),
+    el("tbody", {}, rows(key).map((name) => {
+      const cells = found.runs.map((r) => (name in r[key] ? show(r[key][name]) : "—"));
+      const differs = new Set(cells).size > 1;
+      return el("tr", { class: differs ? "differs" : "" }, el("th", {}, name, differs ? el("span", { class: "diff-mark", title: "differs" }, " ≠") : null),
+        cells.map((c) => el("td", {}, c)));
+    })));
+  fill(main, 
+    title("Compare runs"),
+    found.mlflow_compare_url ? el("p", {}, el("a", { class: "button", href: found.mlflow_compare_url, target: "_blank", rel: "noopener" }, "Open in MLflow's compare view ↗"))
+      : el("p", { class: "muted" }, "Set RAYPIPE_MLFLOW_UI_URL on the service to link to MLflow's compare view."),
+    el("h2", {}, "Parameters"), grid("parameters", (v) => JSON.stringify(v)),
+    el("h2", {}, "Metrics"), rows("metrics").length ? grid("metrics", (v) => (Number.isInteger(v) ? String(v) : v.toPrecision(5))) : el("p", { class: "muted" }, "No scalar metrics."),
+  );
+}
+
+// -- lineage --------------------------------------------------------------------------------
+
+async function lineagePage(params) {
+  const runId = params.get("run");
+  const uri = params.get("uri");
+  const found = await getJson(`${UI_API}/runs/${runId}/artifact-lineage?uri=${encodeURIComponent(uri)}`);
+  const table = (rows, empty) => rows.length ? el("table", { class: "list lineage" },
+    el("thead", {}, el("tr", {}, ["Depth", "Run", "Step", "State", "Direction", "Name", "Value or URI"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map((r) => el("tr", {},
+      el("td", {}, r.depth),
+      el("td", {}, el("a", { href: `#/runs/${r.run_id}` }, r.run_id.slice(0, 8))),
+      el("td", {}, r.task || ""),
+      el("td", {}, r.state ? badge(r.state) : ""),
+      el("td", {}, r.direction || ""),
+      el("td", {}, r.name || ""),
+      el("td", {}, r.uri ? (r.kind === "artifact" && r.uri !== uri
+        ? el("a", { href: `#/lineage?run=${r.run_id}&uri=${encodeURIComponent(r.uri)}` }, r.uri) : el("code", {}, r.uri)) : el("code", {}, r.value ?? r.object_type ?? "")),
+    )))) : el("p", { class: "muted" }, empty);
+  fill(main, 
+    title("Lineage"),
+    el("p", {}, el("code", {}, uri)),
+    el("h2", {}, "Upstream: what made it"), table(found.upstream, "Nothing recorded made it."),
+    el("h2", {}, "Downstream: what read it"), table(found.downstream, "No recorded step read it."),
+  );
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+document.getElementById("forget-token").addEventListener("click", () => { forgetToken(); route(); });
+window.addEventListener("hashchange", route);
+route();
+export { template, encodePath };

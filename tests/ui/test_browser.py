@@ -1,0 +1,258 @@
+"""The UI in a real headless Chromium against the real service: runs list and token prompt,
+a run started from the generated form whose graph turns green step by step, a failed step's
+error and log, every artifact preview, a comparison, the wide loop, recurring runs.
+
+Screenshots go to ``test-output/ui/`` (``RAYPIPE_UI_SCREENSHOTS``); every test fails on a
+console error or an uncaught exception in the page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import raypipe
+from tests.ui import pipelines
+from tests.ui.browser import Console, browser_or_fail, shot
+from tests.ui.conftest import TOKEN
+
+_WAIT_MS = 60_000
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from browser_or_fail()
+
+
+@pytest.fixture(scope="module")
+def uploaded(client: raypipe.Client) -> dict[str, str]:
+    """Pipeline ids by name, each with one version."""
+    found = {}
+    for func in (pipelines.stepwise, pipelines.failing, pipelines.artifacts, pipelines.wide):
+        found[func.name] = client.upload_pipeline_from_pipeline_func(func).pipeline_id
+    return found
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[tuple[Any, Console]]:
+    """A fresh page (own storage: no token saved) with console errors collected."""
+    context = browser.new_context(base_url=server, viewport={"width": 1440, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(_WAIT_MS)
+    console = Console(allowed=["401 (Unauthorized)"])  # the request that prompts for a token
+    opened.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
+    yield opened, console
+    context.close()
+    assert console.unexpected() == [], console.errors
+
+
+def _sign_in(page: Any, path: str = "/#/runs") -> None:
+    page.goto(path)
+    dialog = page.locator("#token-dialog")
+    dialog.locator("input").fill(TOKEN)
+    dialog.get_by_role("button", name="Use token").click()
+
+
+def _state(page: Any, node: str) -> str:
+    return str(page.locator(f'.node[data-id="{node}"]').get_attribute("data-state"))
+
+
+def _wait_state(page: Any, node: str, state: str) -> None:
+    page.wait_for_selector(f'.node[data-id="{node}"][data-state="{state}"]', timeout=_WAIT_MS)
+
+
+def test_token_prompt_then_runs_list_with_filters(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    ok = client.create_run_from_pipeline_func(pipelines.artifacts, run_name="listed-ok")
+    client.wait_for_run_completion(ok.run_id, timeout=120)
+    _sign_in(tab)
+    row = tab.locator(f'tr[data-run="{ok.run_id}"]')
+    row.wait_for()
+    assert "succeeded" in row.inner_text()
+    tab.get_by_label("State").select_option("FAILED")
+    tab.wait_for_function(
+        f'!document.querySelector(\'tr[data-run="{ok.run_id}"]\')', timeout=_WAIT_MS
+    )
+    tab.get_by_label("State").select_option("SUCCEEDED")
+    row.wait_for()
+    shot(tab, "runs-list")
+
+
+def test_a_run_started_from_the_form_turns_green_step_by_step(
+    page: tuple[Any, Console], uploaded: dict[str, str], tmp_path: Path
+) -> None:
+    tab, _ = page
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    _sign_in(tab, f"/#/pipelines/{uploaded['ui-stepwise']}")
+    form = tab.locator("form.generated-form")
+    form.locator('[name="gates"]').fill(str(gates))
+    assert form.locator('[name="start"]').input_value() == "1"  # the default, filled in
+    form.locator('[name="display_name"]').fill("stepwise from the form")
+    form.get_by_role("button", name="Start run").click()
+    tab.wait_for_url(re.compile(r"#/runs/[0-9a-f]+$"))
+    tab.locator(".node").first.wait_for()
+    first, second = "exit-handler-1/gate", "exit-handler-1/gate-2"
+    _wait_state(tab, first, "RUNNING")  # a gated step: running, not ended
+    assert _state(tab, second) == "PENDING"
+    shot(tab, "run-graph-waiting")
+    (gates / "first").touch()
+    _wait_state(tab, first, "SUCCEEDED")
+    assert _state(tab, second) in ("PENDING", "RUNNING")  # green node by node
+    shot(tab, "run-graph-first-green")
+    (gates / "second").touch()
+    tab.wait_for_selector("h1 .state-SUCCEEDED", timeout=_WAIT_MS)
+    _wait_state(tab, "exit-handler-1/total", "SUCCEEDED")
+    _wait_state(tab, "farewell", "SUCCEEDED")
+    # start=1: gate-2 gives 3, not > 3: the Else branch ran, the If branch was skipped
+    _wait_state(tab, "exit-handler-1/condition-3/announce", "SKIPPED")
+    _wait_state(tab, "exit-handler-1/condition-4/announce-2", "SUCCEEDED")
+    loop = tab.locator('.node[data-id="exit-handler-1/for-loop-2"]')
+    assert "3 ok" in (loop.text_content() or "")
+    loop.click()  # unfold: the body once, standing for its three iterations
+    inner = tab.locator('.node[data-id="exit-handler-1/for-loop-2/square"]')
+    inner.wait_for()
+    assert "3 ok" in (inner.text_content() or "")
+    shot(tab, "run-graph-done")
+
+
+def test_a_failed_step_shows_its_error_traceback_and_log(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    run = client.create_run_from_pipeline_func(pipelines.failing, arguments={"rows": 7})
+    client.wait_for_run_completion(run.run_id, timeout=120)
+    _sign_in(tab, f"/#/runs/{run.run_id}")
+    _wait_state(tab, "parse-rows", "FAILED")
+    assert _state(tab, "never") in ("UPSTREAM_FAILED", "CANCELED")
+    tab.locator('.node[data-id="parse-rows"]').click()
+    panel = tab.locator(".step-panel")
+    panel.get_by_text("bad input row 7").first.wait_for()
+    assert "ValueError" in panel.inner_text()
+    assert "raise ValueError" in panel.locator("pre.traceback").inner_text()
+    log = panel.locator("pre.log")
+    tab.wait_for_function(
+        "document.querySelector('pre.log').textContent.includes('row 7 looks wrong')"
+    )
+    assert "reading the input" in log.inner_text()
+    shot(tab, "failed-step")
+
+
+def test_every_artifact_kind_previews(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, console = page
+    console.allowed.append("Blocked script execution in 'about:srcdoc'")  # the sandbox at work
+    run = client.create_run_from_pipeline_func(pipelines.artifacts)
+    client.wait_for_run_completion(run.run_id, timeout=120)
+    _sign_in(tab, f"/#/runs/{run.run_id}")
+    _wait_state(tab, "report", "SUCCEEDED")
+    tab.locator('.node[data-id="report"]').click()
+    panel = tab.locator(".step-panel")
+    cards = panel.locator(".artifact")
+    cards.first.wait_for()
+
+    def open_preview(output: str) -> Any:
+        card = cards.filter(has=tab.locator("strong", has_text=re.compile(f"^{output}$")))
+        card.get_by_role("button", name="Preview").click()
+        return card.locator(".preview")
+
+    notes = open_preview("notes")
+    notes.locator(".markdown h1").wait_for()
+    assert notes.locator("h1").inner_text() == "Model report"
+    assert notes.locator("script").count() == 0  # raw HTML is shown as text, not run
+    page_preview = open_preview("page")
+    frame = page_preview.locator("iframe")
+    frame.wait_for()
+    assert frame.get_attribute("sandbox") == ""
+    assert tab.frame_locator("iframe.html-preview").locator("#t").inner_text() == "Embedded page"
+    assert tab.title() != "owned"
+    scores = open_preview("scores")
+    scores.locator("table.metrics").wait_for()
+    assert "accuracy" in scores.inner_text() and "0.9300" in scores.inner_text()
+    quality = open_preview("quality")
+    quality.locator("table.confusion").wait_for()
+    cells = quality.locator("table.confusion td").all_inner_texts()
+    assert cells == ["8", "2", "1", "9"]
+    assert quality.locator("svg.roc polyline").count() == 1
+    table = open_preview("table")
+    table.locator("table.data").wait_for()
+    assert table.locator("tbody tr").count() == 20
+    assert "first 20 of 50 rows" in table.inner_text()
+    columns = open_preview("columns")
+    columns.locator("table.data").wait_for()
+    assert columns.locator("thead th").all_inner_texts() == ["k", "v"]
+    assert "first 20 of 30 rows" in columns.inner_text()
+    shot(tab, "artifact-previews")
+    card = cards.filter(has=tab.locator("strong", has_text=re.compile("^table$")))
+    with tab.expect_download() as download:
+        card.get_by_role("button", name="Download").click()
+    saved = download.value.path()
+    assert Path(saved).read_text().startswith("id,name,score")
+
+
+def test_two_runs_compare_side_by_side(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    runs = [
+        client.create_run_from_pipeline_func(pipelines.failing, arguments={"rows": n})
+        for n in (3, 4)
+    ]
+    for run in runs:
+        client.wait_for_run_completion(run.run_id, timeout=120)
+    _sign_in(tab)
+    for run in runs:
+        tab.locator(f'tr[data-run="{run.run_id}"] input[type=checkbox]').check()
+    tab.get_by_role("button", name="Compare 2 runs").click()
+    tab.wait_for_url(re.compile("#/compare"))
+    row = tab.locator("tr.differs", has=tab.locator("th", has_text="rows"))
+    row.wait_for()
+    assert sorted(row.locator("td").all_inner_texts()) == ["3", "4"]  # in the list's order
+    shot(tab, "compare")
+
+
+def test_a_thousand_item_loop_is_one_node_until_unfolded(
+    page: tuple[Any, Console], uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    _sign_in(tab, f"/#/pipelines/{uploaded['ui-wide']}")
+    loop = tab.locator('.node[data-id="for-loop-1"]')
+    loop.wait_for()
+    assert tab.locator(".node").count() == 1
+    assert "1000 items" in (loop.text_content() or "")
+    loop.click()
+    tab.locator('.node[data-id="for-loop-1/one"]').wait_for()
+    assert tab.locator(".node").count() == 2
+
+
+def test_recurring_runs_are_created_disabled_enabled_and_deleted(
+    page: tuple[Any, Console], uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    _sign_in(tab, "/#/recurring")
+    tab.get_by_label("Pipeline").select_option(label="ui-failing / v1")
+    form = tab.locator("form.generated-form")
+    form.locator('[name="display_name"]').fill("nightly check")
+    form.locator('[name="interval_second"]').fill("86400")
+    form.get_by_role("button", name="Create recurring run").click()
+    row = tab.locator("tr", has_text="nightly check")
+    row.get_by_role("button", name="Disable").wait_for()
+    assert "every 86400 s" in row.inner_text()
+    row.get_by_role("button", name="Disable").click()
+    row.get_by_role("button", name="Enable").wait_for()
+    assert "disabled" in row.inner_text()
+    shot(tab, "recurring-runs")
+    tab.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Delete").click()
+    tab.wait_for_function("!document.body.innerText.includes('nightly check')")
+
+
