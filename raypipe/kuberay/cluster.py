@@ -244,6 +244,13 @@ def pod_security_context() -> dict[str, Any]:
 def _worker_group(
     spec: PipelineSpec, group: WorkerGroupPlan, options: ClusterOptions
 ) -> dict[str, Any]:
+    if group.gpus and group.image is None and group.accelerator is None:
+        warnings.warn(
+            f"{spec.name}: steps {', '.join(group.tasks)} ask for GPUs without an accelerator "
+            f"or image, so every pod of the {group.name!r} group gets {group.gpus} GPU(s); "
+            "set accelerator= on them to give them a GPU group of their own",
+            stacklevel=3,
+        )
     max_replicas = max(options.max_replicas, group.min_pods)
     min_replicas = min(options.min_replicas, max_replicas)
     resources = {k: _number(v) for k, v in sorted(group.resources.items())}
@@ -259,12 +266,12 @@ def _worker_group(
         "minReplicas": min_replicas,
         "maxReplicas": max_replicas,
         "rayStartParams": {},
-        "labels": {GROUP_LABEL: group.name},
+        "labels": {**group.labels, GROUP_LABEL: group.name},
     }
     if resources:
         worker["resources"] = resources
     worker["template"] = {
-        "metadata": {"labels": {GROUP_LABEL: group.name}},
+        "metadata": {"labels": {**group.labels, GROUP_LABEL: group.name}},
         "spec": _pod_spec(
             options,
             _container(

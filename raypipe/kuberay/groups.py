@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from raypipe.dsl.options import TaskOptions
-from raypipe.dsl.placement import DEFAULT_GROUP, worker_group
+from raypipe.dsl.placement import DEFAULT_GROUP, GROUP_LABEL, worker_group
+from raypipe.kuberay.errors import ManifestOptionError
 from raypipe.spec.models import DagSpec, PipelineSpec
 
 __all__ = ["StepNeed", "WorkerGroupPlan", "plan_worker_groups", "step_needs"]
@@ -41,6 +43,9 @@ class StepNeed(BaseModel):
     gpus: float = 0.0
     memory: int = Field(default=0, description="bytes")
     resources: dict[str, float] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="node labels its label_selector asks for by value"
+    )
     count: int = Field(default=1, description="how many must run at once (training workers)")
 
     @property
@@ -60,6 +65,9 @@ class WorkerGroupPlan(BaseModel):
     gpus: int = Field(description="whole GPUs per pod")
     memory: int = Field(description="bytes a single task or actor asks for (0: not said)")
     resources: dict[str, float] = Field(default_factory=dict, description="custom, per pod")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Ray node labels the steps' label selectors ask for"
+    )
     min_pods: int = Field(description="pods that must run at once for the largest step")
     tasks: list[str] = Field(description="the steps placed here")
 
@@ -86,11 +94,11 @@ def plan_worker_groups(spec: PipelineSpec) -> list[WorkerGroupPlan]:
         by_group.setdefault(need.group, []).append(need)
     if not by_group:
         by_group[DEFAULT_GROUP] = []
-    plans = [_plan(name, needs) for name, needs in by_group.items()]
+    plans = [_plan(spec.name, name, needs) for name, needs in by_group.items()]
     return sorted(plans, key=lambda p: (p.name != DEFAULT_GROUP, p.name))
 
 
-def _plan(name: str, needs: list[StepNeed]) -> WorkerGroupPlan:
+def _plan(spec_name: str, name: str, needs: list[StepNeed]) -> WorkerGroupPlan:
     image = needs[0].image if needs else None
     accelerator = needs[0].accelerator if needs else None
     cpus = max([1, *(math.ceil(n.cpus - 1e-9) for n in needs)])
@@ -109,9 +117,30 @@ def _plan(name: str, needs: list[StepNeed]) -> WorkerGroupPlan:
         gpus=gpus,
         memory=max([0, *(n.memory for n in needs)]),
         resources=resources,
+        labels=_labels(spec_name, name, needs),
         min_pods=max([1, *(n.count for n in needs)]),
         tasks=sorted({n.task for n in needs}),
     )
+
+
+def _labels(pipeline: str, group: str, needs: list[StepNeed]) -> dict[str, str]:
+    """The labels a group's nodes carry for its steps' selectors; two values of one key
+    in one group cannot both be met by its nodes."""
+    labels: dict[str, str] = {}
+    asked_by: dict[str, str] = {}
+    for need in needs:
+        for key, value in need.labels.items():
+            if key in labels and labels[key] != value:
+                raise ManifestOptionError(
+                    f"steps {asked_by[key]!r} and {need.task!r} of worker group {group!r} ask "
+                    f"for {key}={labels[key]} and {key}={value}; a group's nodes have one "
+                    "value: give one of them another image or accelerator",
+                    pipeline=pipeline,
+                    field="label_selector",
+                )
+            labels[key] = value
+            asked_by.setdefault(key, need.task)
+    return labels
 
 
 def _walk(
@@ -125,11 +154,12 @@ def _walk(
                 continue
             yield from _walk(spec, component.dag, prefix=f"{path}/", seen=(*seen, task.component))
             continue
-        yield from _needs_of(path, task.options)
+        yield from _needs_of(spec.name, path, task.options)
 
 
-def _needs_of(task: str, options: TaskOptions) -> Iterator[StepNeed]:
+def _needs_of(pipeline: str, task: str, options: TaskOptions) -> Iterator[StepNeed]:
     train = options.train
+    labels = _selected_labels(pipeline, task, options.label_selector)
     yield StepNeed(
         task=task,
         image=options.image,
@@ -138,6 +168,7 @@ def _needs_of(task: str, options: TaskOptions) -> Iterator[StepNeed]:
         gpus=options.num_gpus or 0.0,
         memory=options.memory or 0,
         resources=dict(options.resources),
+        labels=labels,
     )
     if train is None:
         return
@@ -153,3 +184,21 @@ def _needs_of(task: str, options: TaskOptions) -> Iterator[StepNeed]:
         resources=custom,
         count=train.num_workers,
     )
+
+
+def _selected_labels(pipeline: str, task: str, selector: dict[str, str]) -> dict[str, str]:
+    """The labels a node must have for ``selector``: its ``key: value`` terms. Terms that
+    exclude (``!v``) or choose (``in(a,b)``) name no one label to give a group."""
+    labels: dict[str, str] = {}
+    for key, value in selector.items():
+        if key == GROUP_LABEL:  # the step picks a group itself: every group has this key
+            continue
+        if value.startswith(("!", "in(")):
+            warnings.warn(
+                f"{pipeline}.{task}: label_selector {key}={value} names no one label value; "
+                "no worker group gets it, so label the nodes it should match yourself",
+                stacklevel=4,
+            )
+            continue
+        labels[key] = value
+    return labels

@@ -151,3 +151,47 @@ def test_a_wrong_name_or_quantity_fails_naming_the_field() -> None:
         cluster_manifest(p.plain, ClusterOptions(name="Bad_Name"))
     with pytest.raises(ManifestOptionError, match=r"head_memory: memory must be a quantity"):
         cluster_manifest(p.plain, ClusterOptions(head_memory="lots"))
+
+
+def test_label_selectors_of_steps_become_labels_of_their_group() -> None:
+    from raypipe import dsl
+
+    @dsl.component(image=p.TOOLS, label_selector={"raypipe.io/pool": "spot"})
+    def cheap(x: int) -> int:
+        return x
+
+    @dsl.component(image=p.TOOLS, label_selector={"raypipe.io/pool": "on-demand"})
+    def careful(x: int) -> int:
+        return x
+
+    @dsl.pipeline(name="pools")
+    def pools(x: int = 1) -> int:
+        return cheap(x=x).output
+
+    @dsl.pipeline(name="clash")
+    def clash(x: int = 1) -> int:
+        return careful(x=cheap(x=x).output).output
+
+    manifest = cluster_manifest(pools)
+    check_objects([manifest])
+    (group,) = manifest["spec"]["workerGroupSpecs"]
+    assert group["labels"] == {"raypipe.io/pool": "spot", GROUP_LABEL: worker_group(p.TOOLS, None)}
+    with pytest.raises(ManifestOptionError, match=r"clash\.label_selector: steps 'cheap' and "):
+        cluster_manifest(clash)
+
+
+def test_gpus_without_an_accelerator_give_the_default_group_gpus_with_a_warning() -> None:
+    from raypipe import dsl
+
+    @dsl.component(num_gpus=1)
+    def gpu_anywhere(x: int) -> int:
+        return x
+
+    @dsl.pipeline(name="anywhere")
+    def anywhere(x: int = 1) -> int:
+        return gpu_anywhere(x=x).output
+
+    with pytest.warns(UserWarning, match=r"gpu-anywhere ask for GPUs without an accelerator"):
+        manifest = cluster_manifest(anywhere)
+    limits = _worker(manifest["spec"]["workerGroupSpecs"][0])["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
