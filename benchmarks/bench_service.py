@@ -73,7 +73,6 @@ NAMESPACE = "bench"
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 API = "/apis/v2beta1"
-DATABASE_ENV = "RAYPIPE_BENCH_DATABASE_URL"
 DEFAULT_POSTGRES_URL = "postgresql://raypipe:raypipe@127.0.0.1:54329/raypipe_test"
 EXPERIMENTS = 20
 PAGES_PER_WALK = 5
@@ -91,15 +90,13 @@ ASGIApp = Callable[
 
 
 def server_app() -> ASGIApp:
-    """The app a uvicorn worker serves (``bench_service:server_app``, a factory): the
-    service with records only, wrapped to report its own time per request."""
-    from raypipe.api.app import create_app
-    from raypipe.api.auth import parse_tokens
-    from raypipe.api.store import Store
+    """The app a uvicorn worker serves (``bench_service:server_app``, a factory): what
+    ``raypipe server`` serves (``raypipe.api.server.app_from_environment``: the store of
+    ``RAYPIPE_DATABASE_URL``, the tokens of ``RAYPIPE_API_TOKENS``), with records only
+    (``execute=False`` in its ``ServerConfig``), wrapped to report its own time."""
+    from raypipe.api.server import app_from_environment
 
-    store = Store(os.environ[DATABASE_ENV], migrate=False)
-    app = create_app(store, execute=False, tokens=parse_tokens(f"{TOKEN}:{NAMESPACE}"))
-    return _timing(app)
+    return _timing(app_from_environment())
 
 
 def _timing(app: ASGIApp) -> ASGIApp:
@@ -138,7 +135,17 @@ def serving(url: str, workers: int) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, DATABASE_ENV: url, "RAYPIPE_TRACKING": "0"}
+    from raypipe.api.server import CONFIG_ENV, ServerConfig
+
+    config = ServerConfig(port=port, workers=workers, execute=False)
+    env = {
+        **os.environ,
+        "RAYPIPE_DATABASE_URL": url,
+        "RAYPIPE_API_TOKENS": f"{TOKEN}:{NAMESPACE}",
+        CONFIG_ENV: config.model_dump_json(),
+        "RAYPIPE_TRACKING": "0",
+    }
+    env.pop("RAYPIPE_API_TOKEN_FILE", None)
     command = [
         sys.executable,
         "-m",
@@ -156,6 +163,8 @@ def serving(url: str, workers: int) -> Iterator[str]:
         "--no-access-log",
         "--workers",
         str(workers),
+        "--http",  # as raypipe server runs it (raypipe.api.server.serve)
+        "raypipe.api.server:NoDelayHttpProtocol",
     ]
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(command, env=env, cwd=HERE.parent, stdout=log, stderr=log)

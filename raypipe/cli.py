@@ -157,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="how long a run's driving instance may be silent before another takes it over",
     )
+    server_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the API (one of them runs the runs); about one per core",
+    )
     server_cmd.set_defaults(handler=_server)
 
     replay_cmd = commands.add_parser(
@@ -511,17 +517,21 @@ def _pipelines_upload(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from raypipe.api.app import create_app
-    from raypipe.api.executor import RunExecutor
+    from raypipe.api.server import ServerConfig, serve
     from raypipe.api.store import Store
 
-    store = Store()
-    executor = RunExecutor(store, address=args.address, lease_seconds=args.lease_seconds)
-    app = create_app(store, executor=executor)
-    print(f"raypipe server on http://{args.host}:{args.port} ({store!r})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        address=args.address,
+        lease_seconds=args.lease_seconds,
+    )
+    with Store() as store:  # migrated once here, before the workers open it
+        shown = repr(store)
+    workers = f", {config.workers} workers" if config.workers > 1 else ""
+    print(f"raypipe server on http://{args.host}:{args.port} ({shown}{workers})", flush=True)
+    serve(config)
     return 0
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from raypipe import dsl
 from raypipe.api.app import API_PREFIX, create_app
 from raypipe.api.auth import parse_tokens
 from raypipe.api.executor import RunExecutor
+from raypipe.api.leadership import EXECUTOR_LEASE
 from raypipe.api.store import Store
 from tests.pipelines import addition
 
@@ -52,6 +54,13 @@ def _wait_for_end(client: TestClient | httpx.Client, run_id: str, **kwargs: Any)
             return run
         assert time.monotonic() < deadline, f"run {run_id} still {run['state']}"
         time.sleep(0.1)
+
+
+def _wait_for_state(client: TestClient | httpx.Client, run_id: str, state: str) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while (found := client.get(f"{API_PREFIX}/runs/{run_id}").json()["state"]) != state:
+        assert time.monotonic() < deadline, f"run {run_id} still {found}, not {state}"
+        time.sleep(0.05)
 
 
 def test_health_answers_without_a_token(store: Store) -> None:
@@ -181,6 +190,7 @@ def test_terminate_cancels_and_retry_reruns_only_what_failed(
             "runtime_config": {"parameters": {"path": str(tmp_path / "never")}},
         },
     ).json()
+    _wait_for_state(client, started["run_id"], "RUNNING")  # the executor took it from the store
     stopped = client.post(f"{API_PREFIX}/runs/{started['run_id']}:terminate")
     assert stopped.status_code == 200 and stopped.json()["state"] == "CANCELING"
     assert _wait_for_end(client, started["run_id"])["state"] == "CANCELED"
@@ -212,7 +222,7 @@ def _free_port() -> int:
         return port
 
 
-def _serve(database: str, port: int, home: Path, log: Path) -> subprocess.Popen[str]:
+def _serve(database: str, port: int, home: Path, log: Path, *options: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "RAYPIPE_HOME": str(home),
@@ -233,6 +243,7 @@ def _serve(database: str, port: int, home: Path, log: Path) -> subprocess.Popen[
                 ray.get_runtime_context().gcs_address,
                 "--lease-seconds",
                 "2",
+                *options,
             ],
             env=env,
             cwd=Path(__file__).parent.parent,
@@ -391,3 +402,90 @@ def test_artifacts_logs_and_lineage_of_a_run_and_nothing_else(
     )
     escaped = client.get(f"{link_base}/artifacts:download", params={"uri": symlink["uri"]})
     assert escaped.status_code == 404  # resolved, the link leaves the artifact root
+
+
+def test_following_the_log_of_a_step_the_run_does_not_have_is_not_found(store: Store) -> None:
+    with TestClient(create_app(store, execute=False, tokens=parse_tokens(""))) as client:
+        run = client.post(
+            f"{API_PREFIX}/runs",
+            json={
+                "display_name": "waiting",
+                "pipeline_spec": raypipe.compile(addition).to_dict(),
+                "runtime_config": {"parameters": {"a": 1, "b": 2}},
+            },
+        ).json()
+        assert run["state"] == "PENDING"  # never ends here: nothing executes
+        for follow in ("true", "false"):
+            missing = client.get(
+                f"{API_PREFIX}/runs/{run['run_id']}/logs/no-such-step", params={"follow": follow}
+            )
+            assert missing.status_code == 404, missing.text
+            assert "no-such-step" in missing.json()["error"]
+
+
+@dsl.component
+def append_line_after(path: str, line: str, gate: str) -> str:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    return line
+
+
+@dsl.pipeline(name="gated-append")
+def gated_append(gate: str, out: str, line: str) -> str:
+    waited = wait_for(path=gate)
+    return append_line_after(path=out, line=line, gate=waited.output).output
+
+
+def test_two_server_workers_one_executes_each_run_exactly_once(
+    tmp_path: Path, raypipe_home: Path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    gate, out = tmp_path / "gate", tmp_path / "lines.txt"
+    log = tmp_path / "server.log"
+    server = _serve(database, port, raypipe_home, log, "--workers", "2")
+    try:
+        _wait_until_up(base)
+        spec = json.loads(json.dumps(raypipe.compile(gated_append).to_dict()))
+
+        def create(i: int) -> str:  # six clients at once, spread over both workers
+            with httpx.Client(base_url=base, timeout=60) as http:
+                listed = http.get(f"{API_PREFIX}/runs", params={"page_size": 5})
+                assert listed.is_success, listed.text
+                created = http.post(
+                    f"{API_PREFIX}/runs",
+                    json={
+                        "display_name": f"run-{i}",
+                        "pipeline_spec": spec,
+                        "runtime_config": {
+                            "parameters": {"gate": str(gate), "out": str(out), "line": f"run-{i}"}
+                        },
+                    },
+                )
+                assert created.is_success, created.text
+                run_id: str = created.json()["run_id"]
+                return run_id
+
+        with ThreadPoolExecutor(6) as pool:
+            run_ids = list(pool.map(create, range(6)))
+        with httpx.Client(base_url=base) as http:
+            for run_id in run_ids:
+                _wait_for_state(http, run_id, "RUNNING")  # held at the gate
+        with Store(database) as store:  # one process holds the executor lease and every run
+            holder = store.lease_holder(EXECUTOR_LEASE)
+            assert holder is not None
+            owners = {store.get_run("default", run_id).owner_id for run_id in run_ids}
+            assert owners == {holder.owner_id}, (owners, holder)
+        gate.touch()
+        with httpx.Client(base_url=base) as http:
+            ended = [_wait_for_end(http, run_id)["state"] for run_id in run_ids]
+        assert ended == ["SUCCEEDED"] * 6, log.read_text()[-3000:]
+        assert sorted(out.read_text().split()) == sorted(f"run-{i}" for i in range(6))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from raypipe.api.auth import DEFAULT_NAMESPACE, Tokens, tokens_from_env
 from raypipe.api.executor import RunExecutor
+from raypipe.api.leadership import ExecutionLeader
 from raypipe.api.recurring import RecurringScheduler
 from raypipe.api.run_files import ArtifactBody, LogBody, RunFiles
 from raypipe.api.schedule import Trigger
@@ -48,6 +49,8 @@ from raypipe.api.schemas import (
     RecurringRunBody,
     RunBody,
 )
+from raypipe.api.spec_cache import SpecCache
+from raypipe.api.step_names import has_step
 from raypipe.api.store import (
     AlreadyExists,
     Conflict,
@@ -88,26 +91,32 @@ def create_app(
         store: where records live (default: ``RAYPIPE_DATABASE_URL`` or SQLite under
             ``RAYPIPE_HOME``).
         tokens: who may call (default: ``RAYPIPE_API_TOKENS`` / ``RAYPIPE_API_TOKEN_FILE``).
-        executor: what runs the runs (default: one on the runtime's Ray, started with the
-            app, which first takes over runs a previous instance left).
+        executor: what runs the runs (default: one on the runtime's Ray). It runs, with
+            the recurring-run scheduler, in the one process of the service that holds the
+            store's executor lease (see :mod:`raypipe.api.leadership`), which first takes
+            over runs a previous instance left; the app stores new runs and returns.
         execute: False to serve records only, without running anything (tests of the API).
     """
     store = store or Store()
     tokens = tokens if tokens is not None else tokens_from_env()
     runner = executor or (RunExecutor(store) if execute else None)
+    specs = runner.specs if runner is not None else SpecCache()
     recurring = RecurringScheduler(store, runner) if runner is not None else None
+    leader = (
+        ExecutionLeader(store, runner, recurring)
+        if runner is not None and recurring is not None
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if runner is not None and recurring is not None:
-            runner.start()
-            recurring.start()
+        if leader is not None:
+            leader.start()
         try:
             yield
         finally:
-            if runner is not None and recurring is not None:
-                recurring.stop()
-                runner.stop()
+            if leader is not None:
+                leader.stop()
 
     app = FastAPI(
         title="raypipe",
@@ -116,6 +125,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store, app.state.executor, app.state.recurring = store, runner, recurring
+    app.state.leader = leader
     _install_error_handlers(app)
     namespace_of = _namespace_dependency(tokens)
     Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
@@ -272,8 +282,7 @@ def create_app(
         """The inline IR to store (None for a stored version) and the arguments, both
         checked before anything is recorded."""
         if body.pipeline_version_id is not None:
-            version = store.get_pipeline_version(ns, body.pipeline_version_id)
-            spec = loads(version.pipeline_spec or "", source=f"version {version.display_name}")
+            spec = specs.of_version(store, ns, body.pipeline_version_id)
             spec_json = None
         else:
             spec = _spec(body.pipeline_spec, body.pipeline_spec_yaml)
@@ -294,9 +303,12 @@ def create_app(
             experiment_id=experiment_id,
             run_id=_new_run_id(),
         )
+        # Stored PENDING without an owner is all a create does: the executor (in whichever
+        # process holds its lease) takes it from the store, so the call does not wait for
+        # Ray, and a run stored just before a crash is started by the next instance.
         if runner is not None:
-            runner.submit(run)
-        return RunBody.of(store.get_run(ns, run.run_id)).model_copy(update={"pipeline_spec": None})
+            runner.wake()
+        return RunBody.of(run, include_spec=False)
 
     @app.get(f"{API_PREFIX}/runs", tags=["runs"])
     def list_runs(
@@ -340,7 +352,7 @@ def create_app(
             raise Conflict("run", run_id, "this service does not execute runs")
         if not runner.terminate(ns, run_id):
             raise Conflict("run", run_id, f"it already ended {found.state.value}")
-        return RunBody.of(store.get_run(ns, run_id)).model_copy(update={"pipeline_spec": None})
+        return RunBody.of(store.get_run(ns, run_id), include_spec=False)
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}:retry", tags=["runs"])
     def retry_run(run_id: str, ns: Namespace) -> RunBody:
@@ -355,8 +367,8 @@ def create_app(
             raise Conflict(
                 "run", run_id, f"only a failed or canceled run is retried, not {found.state.value}"
             )
-        runner.submit(store.get_run(ns, run_id))
-        return RunBody.of(store.get_run(ns, run_id)).model_copy(update={"pipeline_spec": None})
+        runner.wake()  # PENDING without an owner again: the executor starts it
+        return RunBody.of(store.get_run(ns, run_id), include_spec=False)
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}:archive", tags=["runs"])
     def archive_run(run_id: str, ns: Namespace) -> RunBody:
@@ -407,9 +419,16 @@ def create_app(
         attempt: Annotated[int | None, Query(ge=1)] = None,
         follow: bool = False,
     ) -> Response:
-        """A step's log as text; with ``follow``, streamed while the run goes on."""
-        files = files_of(ns, run_id)
-        ended = store.get_run(ns, run_id).state in TERMINAL_STATES
+        """A step's log as text; with ``follow``, streamed while the run goes on. A step the
+        run's pipeline does not have is not found (404), followed or not."""
+        run = store.get_run(ns, run_id)  # 404 for another namespace's
+        files = RunFiles(run.run_id)
+        spec = specs.of_digest(
+            run.pipeline_spec_digest, run.pipeline_spec or "", source=f"run {run_id}"
+        )
+        if not has_step(spec, task):
+            raise NotFound("step", f"{task} (run {run_id} has no such step)")
+        ended = run.state in TERMINAL_STATES
         if not follow or ended:  # nothing more will be written: all of it, or 404, now
             text = files.log_text(task, attempt)
             if text is None:

@@ -1,16 +1,22 @@
 """The service's side of running: start stored runs on Ray, follow them, record how they end.
 
-One :class:`RunExecutor` per service process. It owns the runs it starts (a lease in the
-store, renewed every few seconds), and when it starts it takes over the runs whose owner
-stopped renewing (a service killed with ``kill -9``): a run that had started is resumed
-with :func:`raypipe.resume` (finished steps are not run again), a run whose driver ended
-gets the status its manifest recorded, and a run that never started is started. A run is
-never left ``RUNNING`` without an owner that drives it.
+One executor runs at a time per service (``raypipe.api.leadership`` picks the process).
+The API only stores a new run, PENDING and without an owner, and returns; the executor
+finds such runs every ``poll_seconds`` (at once when ``wake`` is called in its process)
+and takes them with the store's lease (``acquire_run``), so a run created in any worker
+process starts exactly once, and one created just before a ``kill -9`` is started by the
+next instance. It owns the runs it starts (the lease, renewed every few seconds), cancels
+those another process asked to cancel (state ``CANCELING``), and when it starts it takes
+over the runs whose owner stopped renewing (a service killed with ``kill -9``): a run that
+had started is resumed with :func:`raypipe.resume` (finished steps are not run again), a
+run whose driver ended gets the status its manifest recorded, and a run that never
+started is started. A run is never left ``RUNNING`` without an owner that drives it.
 
 Example:
     >>> executor = RunExecutor(store)                          # doctest: +SKIP
     >>> executor.start()                                       # doctest: +SKIP
-    >>> executor.submit(store.create_run("ns", display_name="r", pipeline_spec=spec_json))
+    >>> store.create_run("ns", display_name="r", pipeline_spec=spec_json)  # doctest: +SKIP
+    >>> executor.wake()                                        # starts it now, not in 0.5 s
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from raypipe.api.spec_cache import SpecCache
 from raypipe.api.store import ACTIVE_STATES, RunState, Store
 from raypipe.api.store.records import Run
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.result import RunResult, RunStatus
-from raypipe.spec.io import loads
 
 __all__ = ["RunExecutor"]
 
@@ -52,6 +58,7 @@ class _Driven:
     resumed: threading.Thread | None = None
     result: list[RunResult] = field(default_factory=list)  # filled by the resume thread
     failure: list[BaseException] = field(default_factory=list)
+    cancel_sent: bool = False
 
 
 class RunExecutor:
@@ -63,7 +70,9 @@ class RunExecutor:
         address: the Ray cluster (default: the runtime's, a local Ray).
         lease_seconds: how long a run's owner may stay silent before another instance
             takes the run over.
-        poll_seconds: how often ended runs are collected and leases renewed.
+        poll_seconds: how often new runs are looked for, ended runs collected and
+            cancel requests read.
+        specs: parsed IRs to share with the API (default: a cache of its own).
     """
 
     def __init__(
@@ -74,8 +83,10 @@ class RunExecutor:
         address: str | None = None,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.5,
+        specs: SpecCache | None = None,
     ) -> None:
         self.store = store
+        self.specs = specs or SpecCache()
         self.owner_id = owner_id or uuid.uuid4().hex
         self.address = address
         self.lease = timedelta(seconds=lease_seconds)
@@ -83,13 +94,16 @@ class RunExecutor:
         self._driven: dict[str, _Driven] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[str, str], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take over orphaned runs, then follow runs in a background thread."""
+        """Take over orphaned runs, then follow runs in a background thread (again after
+        a stop)."""
+        self._stop.clear()
         self.reconcile()
         self._thread = threading.Thread(target=self._loop, name="raypipe-executor", daemon=True)
         self._thread.start()
@@ -98,6 +112,7 @@ class RunExecutor:
         """Stop following runs; with ``release``, give up their leases so that another
         instance takes them over at once (their Ray work goes on)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if release:
@@ -105,6 +120,15 @@ class RunExecutor:
                 driven = list(self._driven.values())
             for item in driven:
                 self.store.release_run(item.namespace, item.run_id, self.owner_id)
+
+    def wake(self) -> None:
+        """Look for new runs now (the API calls it after storing one)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether this executor is started (in this process) and not stopped."""
+        return self._thread is not None and self._thread.is_alive()
 
     def on_change(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(namespace, run_id)`` whenever a run's state changes here."""
@@ -117,8 +141,15 @@ class RunExecutor:
         if not self.store.acquire_run(run.namespace, run.run_id, self.owner_id):
             return  # another instance has it
         stored = self.store.get_run(run.namespace, run.run_id)  # with its IR
+        if stored.state is RunState.CANCELING:  # canceled before it started
+            self._end(run.namespace, run.run_id, RunState.CANCELED, None)
+            return
         try:
-            spec = loads(stored.pipeline_spec or "", source=f"run {run.run_id}")
+            spec = self.specs.of_digest(
+                stored.pipeline_spec_digest,
+                stored.pipeline_spec or "",
+                source=f"run {run.run_id}",
+            )
             experiment = self._experiment_name(stored)
             handle = _submit(spec, stored, experiment, self.address)
         except Exception as exc:  # a bad IR, arguments, resources, cluster: the run's end
@@ -136,7 +167,12 @@ class RunExecutor:
         self._changed(run.namespace, run.run_id)
 
     def terminate(self, namespace: str, run_id: str) -> bool:
-        """Cancel a run: CANCELING now, CANCELED once its steps stopped. False if it ended."""
+        """Cancel a run: CANCELING now, CANCELED once its steps stopped. False if it ended.
+
+        Any process may call it: a run driven here is canceled here; a run no one drives
+        yet ends CANCELED at once; a run another process drives is canceled by that
+        process's executor, which reads the CANCELING state within ``poll_seconds``.
+        """
         moved = self.store.transition_run(
             namespace, run_id, [RunState.PENDING, RunState.RUNNING], RunState.CANCELING
         )
@@ -145,9 +181,9 @@ class RunExecutor:
         self._changed(namespace, run_id)
         with self._lock:
             driven = self._driven.get(run_id)
-        if driven is not None and driven.handle is not None:
-            driven.handle.cancel()
-        elif driven is None:  # not started here (or never started): nothing to stop
+        if driven is not None:
+            self._cancel(driven)
+        elif self.store.acquire_run(namespace, run_id, self.owner_id):  # nobody drives it
             self._end(namespace, run_id, RunState.CANCELED, None)
         return True
 
@@ -170,14 +206,18 @@ class RunExecutor:
     # -- inside -------------------------------------------------------------------------
 
     def _take_over(self, run: Run) -> None:
-        config = RuntimeConfig.from_env()
-        try:
-            manifest: RunManifest | None = RunManifest.load(config.home, run.run_id)
-        except RunNotResumableError:
-            manifest = None
         if run.state is RunState.CANCELING:
             self._end(run.namespace, run.run_id, RunState.CANCELED, None)
-        elif manifest is None:  # it never started: start it now
+            return
+        manifest: RunManifest | None = None
+        if run.state is not RunState.PENDING:
+            try:
+                manifest = RunManifest.load(RuntimeConfig.from_env().home, run.run_id)
+            except RunNotResumableError:
+                manifest = None
+        if manifest is None:
+            # New, retried (an old manifest ended: the cache keeps what finished), or it
+            # never started: start it now.
             self.store.transition_run(run.namespace, run.run_id, ACTIVE_STATES, RunState.PENDING)
             self.submit(run)
         elif manifest.ended:
@@ -216,18 +256,50 @@ class RunExecutor:
 
     def _loop(self) -> None:
         last_renewal = last_sweep = datetime.now(timezone.utc)
-        while not self._stop.wait(self.poll_seconds):
-            now = datetime.now(timezone.utc)
-            if now - last_renewal > self.lease / 3:
-                self.store.renew_leases(self.owner_id)
-                last_renewal = now
-            if now - last_sweep > self.lease / 2:  # an instance that died since we started
-                self.reconcile()
-                last_sweep = now
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                now = datetime.now(timezone.utc)
+                if now - last_renewal > self.lease / 3:
+                    self.store.renew_leases(self.owner_id)
+                    last_renewal = now
+                if now - last_sweep > self.lease / 2:  # an instance that died since we started
+                    self.reconcile()
+                    last_sweep = now
+                self._start_new_runs()
+                self._cancel_requested()
+                with self._lock:
+                    driven = list(self._driven.values())
+                for item in driven:
+                    self._collect(item)
+            except Exception:  # a database hiccup must not end execution; it is logged
+                _log.exception("run executor: a poll failed; the next one retries")
+
+    def _start_new_runs(self) -> None:
+        """Take and start the runs nobody drives: created, retried or released."""
+        for run in self.store.list_unowned_runs():
+            if run.run_id in self._driven or self._stop.is_set():
+                continue
+            if self.store.acquire_run(run.namespace, run.run_id, self.owner_id):
+                self._take_over(run)
+
+    def _cancel_requested(self) -> None:
+        """Cancel the runs driven here that some process moved to CANCELING."""
+        if not self._driven:
+            return
+        for _, run_id in self.store.owned_runs(self.owner_id, [RunState.CANCELING]):
             with self._lock:
-                driven = list(self._driven.values())
-            for item in driven:
-                self._collect(item)
+                driven = self._driven.get(run_id)
+            if driven is not None:
+                self._cancel(driven)
+
+    def _cancel(self, driven: _Driven) -> None:
+        if driven.handle is not None and not driven.cancel_sent:
+            driven.cancel_sent = True
+            driven.handle.cancel()
 
     def _collect(self, item: _Driven) -> None:
         result: RunResult | None = None

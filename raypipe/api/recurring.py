@@ -50,7 +50,8 @@ class RecurringScheduler:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Sweep in a background thread until :meth:`stop`."""
+        """Sweep in a background thread until :meth:`stop` (again after a stop)."""
+        self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="raypipe-recurring", daemon=True)
         self._thread.start()
 

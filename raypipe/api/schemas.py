@@ -207,7 +207,8 @@ class RunBody(BaseModel):
     pipeline_spec: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, found: records.Run) -> RunBody:
+    def of(cls, found: records.Run, *, include_spec: bool = True) -> RunBody:
+        """The body of a run; without its IR unless ``include_spec`` (and it has one)."""
         return cls(
             run_id=found.run_id,
             display_name=found.display_name,
@@ -222,7 +223,7 @@ class RunBody(BaseModel):
             created_at=found.created_at,
             scheduled_at=found.scheduled_at,
             finished_at=found.finished_at,
-            pipeline_spec=_json(found.pipeline_spec),
+            pipeline_spec=_json(found.pipeline_spec) if include_spec else None,
         )
 
 

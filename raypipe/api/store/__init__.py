@@ -36,6 +36,7 @@ from raypipe.api.store.records import (
     RunFilter,
     RunState,
     ScheduleTick,
+    ServiceLease,
     SortOrder,
     StorageState,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RunFilter",
     "RunState",
     "ScheduleTick",
+    "ServiceLease",
     "SortOrder",
     "StorageState",
     "Store",

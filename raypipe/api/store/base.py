@@ -1,8 +1,9 @@
 """What every part of the store shares: the engine, transactions, lookups, validation.
 
 Reads run in a plain transaction; writes in one that takes the write lock first on SQLite
-(see ``database.WRITE``). Each public store method is one transaction, so a record it
-returns is a consistent snapshot.
+(see ``database.WRITE``), queued on the store's ``SqliteWriteLock`` so that they take
+turns. Each public store method is one transaction, so a record it returns is a
+consistent snapshot.
 
 Example:
     >>> class Counter(StoreBase):
@@ -18,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from raypipe.api.store.database import WRITE
 from raypipe.api.store.errors import InvalidArgument, NotFound
 from raypipe.api.store.models import Resource
+from raypipe.api.store.write_lock import sqlite_write_lock
 
 __all__ = ["StoreBase", "new_id", "utc_now"]
 
@@ -53,6 +55,7 @@ class StoreBase:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._write_lock = sqlite_write_lock(engine)
         self._reads = sessionmaker(engine, expire_on_commit=False)
         self._writes = sessionmaker(
             engine.execution_options(**{WRITE: True}), expire_on_commit=False
@@ -66,8 +69,9 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        """A session in a write transaction, committed when the block ends without error."""
-        with self._writes.begin() as session:
+        """A session in a write transaction, committed when the block ends without error
+        (must not be nested: one write transaction per thread at a time)."""
+        with self._write_lock or nullcontext(), self._writes.begin() as session:
             yield session
 
     @staticmethod

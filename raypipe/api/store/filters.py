@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func
 
@@ -18,10 +18,10 @@ from raypipe.api.store.records import ListFilter
 
 __all__ = ["apply_list_filter", "scope"]
 
-M = TypeVar("M", bound=Resource)
+S = TypeVar("S", bound=Select[Any])
 
 
-def apply_list_filter(stmt: Select[M], model: type[M], filter: ListFilter) -> Select[M]:
+def apply_list_filter(stmt: S, model: type[Resource], filter: ListFilter) -> S:
     """``stmt`` narrowed by the fields every list filter has: a case-insensitive substring
     of the display name (``%`` and ``_`` match themselves) and a creation-time window."""
     if filter.name_contains:

@@ -42,6 +42,7 @@ __all__ = [
     "RecurringRunRow",
     "RunRow",
     "ScheduleTickRow",
+    "ServiceLeaseRow",
     "UTCDateTime",
 ]
 
@@ -219,3 +220,15 @@ class ScheduleTickRow(Base):
     tick_time: Mapped[datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[str | None] = mapped_column(ID)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ServiceLeaseRow(Base):
+    """A service-wide role (such as running the executor) held by one instance until
+    ``expires_at``; the holder renews it, another instance takes it once it expired."""
+
+    __tablename__ = "raypipe_service_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ID)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -33,6 +33,7 @@ __all__ = [
     "RunFilter",
     "RunState",
     "ScheduleTick",
+    "ServiceLease",
     "SortOrder",
     "StorageState",
 ]
@@ -171,6 +172,15 @@ class ScheduleTick(_Record):
     tick_time: datetime
     run_id: str | None
     claimed_at: datetime
+
+
+class ServiceLease(_Record):
+    """A service-wide role held by one service instance until ``expires_at``."""
+
+    name: str
+    owner_id: str
+    acquired_at: datetime
+    expires_at: datetime
 
 
 T = TypeVar("T", bound=_Record)

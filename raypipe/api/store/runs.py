@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select, union, update
+from sqlalchemy import Select, case, func, insert, literal, or_, select, union, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
@@ -37,7 +38,7 @@ from raypipe.api.store.base import (
     spec_text,
     utc_now,
 )
-from raypipe.api.store.errors import AlreadyExists, Conflict, InvalidArgument
+from raypipe.api.store.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from raypipe.api.store.filters import apply_list_filter, scope
 from raypipe.api.store.models import (
     ExperimentRow,
@@ -153,75 +154,77 @@ class RunStore(StoreBase):
         given_spec = spec_text("run", pipeline_spec) if pipeline_spec is not None else None
         given_arguments = dump_arguments("run", arguments) if arguments is not None else None
 
-        with self._write() as session:
-            if session.get(RunRow, run_id) is not None:
-                raise AlreadyExists("run", run_id, id=run_id)
-            schedule = None
-            if recurring_run_id is not None:
-                schedule = self._get(
-                    session,
-                    RecurringRunRow,
-                    namespace,
-                    recurring_run_id,
-                    "recurring_run",
-                    for_update=tick_time is not None,
-                )
-            if pipeline_version_id is not None:
-                version = self._get(
-                    session, PipelineVersionRow, namespace, pipeline_version_id, "pipeline_version"
-                )
-                text, digest = version.pipeline_spec, version.digest
-            elif given_spec is not None:
-                text, digest = given_spec
-            elif schedule is not None:
-                text, digest = schedule.pipeline_spec, schedule.pipeline_spec_digest
-                pipeline_version_id = schedule.pipeline_version_id
-            else:  # refused above; kept for the type checker
-                raise InvalidArgument("run", "pipeline_spec", "no IR source")
-            if experiment_id is None and schedule is not None:
-                experiment_id = schedule.experiment_id
-            if given_arguments is None:
-                given_arguments = schedule.arguments if schedule is not None else "{}"
-            experiment = None
-            if experiment_id is not None:
-                experiment = self._get(
-                    session, ExperimentRow, namespace, experiment_id, "experiment", for_update=True
-                )
-                if experiment.storage_state == StorageState.ARCHIVED.value:
-                    raise Conflict("experiment", experiment_id, "is archived; unarchive it first")
-            if schedule is not None and tick_time is not None:
-                _claim_for_run(session, schedule, tick_time, run_id)
-            row = RunRow(
-                id=run_id,
-                namespace=namespace,
-                display_name=display_name,
-                description=description,
-                experiment_id=experiment_id,
-                pipeline_version_id=pipeline_version_id,
-                recurring_run_id=recurring_run_id,
-                pipeline_spec=text,
-                pipeline_spec_digest=digest,
-                arguments=given_arguments,
-                state=RunState.PENDING.value,
-                error_message=None,
-                storage_state=StorageState.AVAILABLE.value,
-                created_at=created_at,
-                scheduled_at=tick_time or created_at,
-                finished_at=None,
-                owner_id=owner_id,
-                heartbeat_at=created_at if owner_id is not None else None,
-            )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError as exc:  # a concurrent insert or delete got there first
-                raise Conflict("run", run_id, f"could not be stored: {exc.orig}") from exc
-            if experiment is not None and (
-                experiment.last_run_created_at is None
-                or created_at > experiment.last_run_created_at
-            ):
-                experiment.last_run_created_at = created_at
-            return run_record(row)
+        try:
+            with self._write() as session:
+                # Core statements, not ORM objects: a create is the service's hottest write
+                # (half of its time went to the ORM's unit of work and identity map).
+                schedule = None
+                if recurring_run_id is not None:
+                    schedule = self._get(
+                        session,
+                        RecurringRunRow,
+                        namespace,
+                        recurring_run_id,
+                        "recurring_run",
+                        for_update=tick_time is not None,
+                    )
+                if pipeline_version_id is not None:
+                    found = session.execute(
+                        select(PipelineVersionRow.pipeline_spec, PipelineVersionRow.digest).where(
+                            PipelineVersionRow.id == pipeline_version_id,
+                            PipelineVersionRow.namespace == namespace,
+                        )
+                    ).first()
+                    if found is None:
+                        raise NotFound("pipeline_version", pipeline_version_id)
+                    text, digest = found.pipeline_spec, found.digest
+                elif given_spec is not None:
+                    text, digest = given_spec
+                elif schedule is not None:
+                    text, digest = schedule.pipeline_spec, schedule.pipeline_spec_digest
+                    pipeline_version_id = schedule.pipeline_version_id
+                else:  # refused above; kept for the type checker
+                    raise InvalidArgument("run", "pipeline_spec", "no IR source")
+                if experiment_id is None and schedule is not None:
+                    experiment_id = schedule.experiment_id
+                if given_arguments is None:
+                    given_arguments = schedule.arguments if schedule is not None else "{}"
+                if experiment_id is not None:
+                    _note_run_in_experiment(session, namespace, experiment_id, created_at)
+                if schedule is not None and tick_time is not None:
+                    _claim_for_run(session, schedule, tick_time, run_id)
+                values: dict[str, Any] = {
+                    "id": run_id,
+                    "namespace": namespace,
+                    "display_name": display_name,
+                    "description": description,
+                    "experiment_id": experiment_id,
+                    "pipeline_version_id": pipeline_version_id,
+                    "recurring_run_id": recurring_run_id,
+                    "pipeline_spec": text,
+                    "pipeline_spec_digest": digest,
+                    "arguments": given_arguments,
+                    "state": RunState.PENDING.value,
+                    "error_message": None,
+                    "storage_state": StorageState.AVAILABLE.value,
+                    "created_at": created_at,
+                    "scheduled_at": tick_time or created_at,
+                    "finished_at": None,
+                    "owner_id": owner_id,
+                    "heartbeat_at": created_at if owner_id is not None else None,
+                }
+                session.execute(insert(RunRow).values(values))
+        except IntegrityError as exc:  # rolled back; the id taken, or a concurrent delete
+            with self._read() as session:
+                if session.get(RunRow, run_id) is not None:
+                    raise AlreadyExists("run", run_id, id=run_id) from exc
+            raise Conflict("run", run_id, f"could not be stored: {exc.orig}") from exc
+        return Run(
+            run_id=run_id,
+            pipeline_spec=values.pop("pipeline_spec"),
+            arguments=load_arguments(values.pop("arguments")),
+            **{k: v for k, v in values.items() if k != "id"},
+        )
 
     def get_run(self, namespace: str, run_id: str) -> Run:
         """The run with this id, with its IR snapshot.
@@ -253,9 +256,8 @@ class RunStore(StoreBase):
             ...                        page_token=page.next_page_token)
         """
         filter = filter or RunFilter()
-        stmt = _filtered(namespace, filter)
-        if not include_spec:
-            stmt = stmt.options(defer(RunRow.pipeline_spec, raiseload=True))
+        columns = [c for c in RunRow.__table__.c if include_spec or c.name != "pipeline_spec"]
+        stmt = _filtered(select(*columns), namespace, filter)
         with self._read() as session:
             rows, token = fetch_page(
                 session,
@@ -265,13 +267,13 @@ class RunStore(StoreBase):
                 page_size=page_size,
                 page_token=page_token,
                 scope=scope("runs", namespace, filter),
+                rows_only=True,
             )
-            items = [run_record(r, include_spec=include_spec) for r in rows]
-            return Page(items=items, next_page_token=token)
+        return Page(items=[_listed_record(r._mapping) for r in rows], next_page_token=token)
 
     def count_runs(self, namespace: str, filter: RunFilter | None = None) -> int:
         """How many of the namespace's runs match ``filter``."""
-        stmt = _filtered(namespace, filter or RunFilter())
+        stmt = _filtered(select(RunRow.id), namespace, filter or RunFilter())
         with self._read() as session:
             return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
 
@@ -444,6 +446,29 @@ class RunStore(StoreBase):
         with self._read() as session:
             return [run_record(r, include_spec=include_spec) for r in session.scalars(stmt)]
 
+    def list_unowned_runs(self, *, limit: int = 100) -> list[Run]:
+        """Active runs of every namespace that no service instance drives, oldest first:
+        runs just created (the API stores them and returns; the executor starts them),
+        retried, or released by an instance that stopped. Take each with ``acquire_run``.
+        """
+        stmt = (
+            select(*[c for c in RunRow.__table__.c if c.name != "pipeline_spec"])
+            .where(RunRow.owner_id.is_(None), RunRow.state.in_(_ACTIVE))
+            .order_by(RunRow.created_at, RunRow.id)
+            .limit(limit)
+        )
+        with self._read() as session:
+            return [_listed_record(r._mapping) for r in session.execute(stmt)]
+
+    def owned_runs(self, owner_id: str, states: Collection[RunState]) -> list[tuple[str, str]]:
+        """(namespace, run id) of the runs ``owner_id`` drives that are in one of
+        ``states``: how an executor learns that another process asked to cancel one."""
+        stmt = select(RunRow.namespace, RunRow.id).where(
+            RunRow.owner_id == owner_id, RunRow.state.in_([RunState(s).value for s in states])
+        )
+        with self._read() as session:
+            return [(namespace, run_id) for namespace, run_id in session.execute(stmt)]
+
     def namespaces(self) -> list[str]:
         """Every namespace that has an experiment, pipeline, run or recurring run, sorted
         (for service-wide sweeps: recovery, the scheduler)."""
@@ -472,8 +497,40 @@ class RunStore(StoreBase):
             return run_record(row)
 
 
-def _filtered(namespace: str, filter: RunFilter) -> Select[RunRow]:
-    stmt: Select[RunRow] = select(RunRow).where(RunRow.namespace == namespace)
+def _listed_record(row: RowMapping) -> Run:
+    """The record of a listed row (a mapping of column names to values).
+
+    Built without validation: the columns' types made the values already (aware UTC
+    times, strings), and validating 50 records a page cost as much as the query.
+    """
+    return Run.model_construct(
+        run_id=row["id"],
+        namespace=row["namespace"],
+        display_name=row["display_name"],
+        description=row["description"],
+        experiment_id=row["experiment_id"],
+        pipeline_version_id=row["pipeline_version_id"],
+        recurring_run_id=row["recurring_run_id"],
+        pipeline_spec=row.get("pipeline_spec"),
+        pipeline_spec_digest=row["pipeline_spec_digest"],
+        arguments=load_arguments(row["arguments"]),
+        state=RunState(row["state"]),
+        error_message=row["error_message"],
+        storage_state=StorageState(row["storage_state"]),
+        created_at=row["created_at"],
+        scheduled_at=row["scheduled_at"],
+        finished_at=row["finished_at"],
+        owner_id=row["owner_id"],
+        heartbeat_at=row["heartbeat_at"],
+    )
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def _filtered(stmt: S, namespace: str, filter: RunFilter) -> S:
+    """``stmt`` (a select from the runs table) narrowed to the namespace and ``filter``."""
+    stmt = stmt.where(RunRow.namespace == namespace)
     stmt = apply_list_filter(stmt, RunRow, filter)
     if filter.states is not None:
         stmt = stmt.where(RunRow.state.in_([s.value for s in filter.states]))
@@ -487,6 +544,36 @@ def _filtered(namespace: str, filter: RunFilter) -> Select[RunRow]:
     if filter.storage_state is not None:
         stmt = stmt.where(RunRow.storage_state == filter.storage_state.value)
     return stmt
+
+
+def _note_run_in_experiment(
+    session: Session, namespace: str, experiment_id: str, created_at: datetime
+) -> None:
+    """Move the experiment's ``last_run_created_at`` forward for a new run, locking its row
+    for the transaction (an archive or delete waits) and refusing an archived one.
+
+    Raises:
+        NotFound: no such experiment in the namespace.
+        Conflict: the experiment is archived.
+    """
+    last = ExperimentRow.last_run_created_at
+    stmt = (
+        update(ExperimentRow)
+        .where(ExperimentRow.id == experiment_id, ExperimentRow.namespace == namespace)
+        .values(
+            last_run_created_at=case(
+                (or_(last.is_(None), last < created_at), literal(created_at, last.type)),
+                else_=last,
+            )
+        )
+        .returning(ExperimentRow.storage_state)
+        .execution_options(synchronize_session=False)
+    )
+    state = session.execute(stmt).scalar()
+    if state is None:
+        raise NotFound("experiment", experiment_id)
+    if state == StorageState.ARCHIVED.value:  # the caller's transaction rolls the update back
+        raise Conflict("experiment", experiment_id, "is archived; unarchive it first")
 
 
 def _changed(session: Session, stmt: Any) -> bool:

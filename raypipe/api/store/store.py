@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from raypipe.api.store.database import create_engine, database_url
 from raypipe.api.store.experiments import ExperimentStore
+from raypipe.api.store.leases import LeaseStore
 from raypipe.api.store.migrations import migrate as migrate_schema
 from raypipe.api.store.pipelines import PipelineStore
 from raypipe.api.store.recurring_runs import RecurringRunStore
@@ -26,10 +27,10 @@ from raypipe.api.store.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(ExperimentStore, PipelineStore, RunStore, RecurringRunStore):
-    """Experiments, pipelines and versions, runs, recurring runs and schedule ticks, each
-    in a namespace: every method takes the namespace and never sees another's rows (an id
-    of another namespace is not found).
+class Store(ExperimentStore, PipelineStore, RunStore, RecurringRunStore, LeaseStore):
+    """Experiments, pipelines and versions, runs, recurring runs and schedule ticks, each in
+    a namespace, and service leases (which instance runs the executor): every method takes
+    the namespace and never sees another's rows (an id of another namespace is not found).
 
     Methods are thread-safe and each is one transaction; several service processes may
     share one database. State changes that can race are compare-and-set
@@ -64,6 +65,8 @@ class Store(ExperimentStore, PipelineStore, RunStore, RecurringRunStore):
     def close(self) -> None:
         """Close the store's database connections (the store is unusable afterwards)."""
         self._engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     def __enter__(self) -> Store:
         return self
