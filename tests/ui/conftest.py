@@ -44,9 +44,10 @@ def raypipe_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch, mlflow_stor
 def server(shared_home: Path, mlflow_store: str) -> Iterator[str]:
     """The service (API and UI) at the returned URL; tokens ``ui-token`` (namespace ``team``)
     and ``ui-other`` (namespace ``other``)."""
-    with pytest.MonkeyPatch.context() as env, Store(
-        f"sqlite:///{shared_home / 'service.db'}"
-    ) as store:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        Store(f"sqlite:///{shared_home / 'service.db'}") as store,
+    ):
         env.setenv("RAYPIPE_HOME", str(shared_home))
         env.setenv("RAYPIPE_QUIET", "1")
         env.setenv("MLFLOW_TRACKING_URI", mlflow_store)

@@ -79,7 +79,7 @@ def test_token_prompt_then_runs_list_with_filters(
     assert "succeeded" in row.inner_text()
     tab.get_by_label("State").select_option("FAILED")
     tab.wait_for_function(
-        f'!document.querySelector(\'tr[data-run="{ok.run_id}"]\')', timeout=_WAIT_MS
+        f"!document.querySelector('tr[data-run=\"{ok.run_id}\"]')", timeout=_WAIT_MS
     )
     tab.get_by_label("State").select_option("SUCCEEDED")
     row.wait_for()
@@ -254,5 +254,3 @@ def test_recurring_runs_are_created_disabled_enabled_and_deleted(
     tab.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Delete").click()
     tab.wait_for_function("!document.body.innerText.includes('nightly check')")
-
-

@@ -1,0 +1,171 @@
+"""The UI's own routes against the real service: the page and assets without a token and
+without traversal, every data route behind the token and the namespace, live step states
+as server-sent events, step details, previews, comparisons and an artifact's lineage."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import raypipe
+from raypipe.api.ui.previews import preview_of
+from tests.ui import pipelines
+from tests.ui.conftest import OTHER_TOKEN, TOKEN
+
+UI = "/ui/api"
+
+
+@pytest.fixture(scope="module")
+def http(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def finished(client: raypipe.Client) -> dict[str, str]:
+    """Run ids of an ended run of each kind: one that wrote artifacts, two failed ones."""
+    runs = {
+        "artifacts": client.create_run_from_pipeline_func(pipelines.artifacts).run_id,
+        "failed-3": client.create_run_from_pipeline_func(pipelines.failing, {"rows": 3}).run_id,
+        "failed-4": client.create_run_from_pipeline_func(pipelines.failing, {"rows": 4}).run_id,
+    }
+    for run_id in runs.values():
+        client.wait_for_run_completion(run_id, timeout=120)
+    return runs
+
+
+def test_the_page_and_its_assets_need_no_token_and_nothing_else_is_served(server: str) -> None:
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200 and '<script type="module"' in page.text
+    script = httpx.get(f"{server}/ui/static/app.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    for path in ("../router.py", "..%2Frouter.py", "%2e%2e/router.py", "/etc/passwd", "nope.js"):
+        assert httpx.get(f"{server}/ui/static/{path}").status_code == 404, path
+
+
+def test_data_routes_need_the_token_and_hide_other_namespaces(
+    server: str, http: httpx.Client, finished: dict[str, str]
+) -> None:
+    run_id = finished["artifacts"]
+    routes = [
+        f"{UI}/runs/{run_id}/graph",
+        f"{UI}/runs/{run_id}/states",
+        f"{UI}/runs/{run_id}/steps/report",
+        f"{UI}/runs/{run_id}/preview?uri=x",
+        f"{UI}/runs/{run_id}/mlflow",
+        f"{UI}/runs/{run_id}/artifact-lineage?uri=x",
+        f"{UI}/compare?run_id={run_id}&run_id={finished['failed-3']}",
+    ]
+    for route in routes:
+        assert httpx.get(f"{server}{route}").status_code == 401, route
+        other = httpx.get(f"{server}{route}", headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
+        assert other.status_code == 404, route
+    assert http.get(f"{UI}/runs/{run_id}/graph").status_code == 200
+
+
+def test_states_stream_every_step_then_ends(http: httpx.Client, finished: dict[str, str]) -> None:
+    events = []
+    with http.stream("GET", f"{UI}/runs/{finished['failed-3']}/states") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for block in response.read().decode().split("\n\n"):
+            if block:
+                name, data = block.split("\n")
+                events.append((name.removeprefix("event: "), json.loads(data[6:])))
+    (first, body), (last, _) = events
+    assert first == "states" and last == "end"
+    assert body["run"]["state"] == "FAILED"
+    assert body["steps"]["parse-rows"]["state"] == "FAILED"
+    assert body["steps"]["never"]["state"] in ("UPSTREAM_FAILED", "CANCELED")
+
+
+def test_a_step_has_its_attempts_values_and_artifacts(
+    http: httpx.Client, finished: dict[str, str]
+) -> None:
+    failed = http.get(f"{UI}/runs/{finished['failed-4']}/steps/parse-rows").json()
+    assert failed["state"] == "FAILED" and failed["error_type"] == "builtins.ValueError"
+    (attempt,) = failed["attempts"]
+    assert "bad input row 4" in attempt["traceback"] and "row 4 looks wrong" in attempt["log_tail"]
+    assert failed["logs"] == [1]
+    report = http.get(f"{UI}/runs/{finished['artifacts']}/steps/report").json()
+    assert report["state"] == "SUCCEEDED" and report["cache_key"]
+    assert {a["output"] for a in report["artifacts"]} == {
+        "notes",
+        "page",
+        "scores",
+        "quality",
+        "table",
+        "columns",
+    }
+    assert {v["name"]: v["value"] for v in report["values"] if v["kind"] == "parameter"} == {
+        "Output": 0.93
+    }
+    missing = http.get(f"{UI}/runs/{finished['artifacts']}/steps/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+def test_previews_of_a_run_and_refusals(http: httpx.Client, finished: dict[str, str]) -> None:
+    run_id = finished["artifacts"]
+    report = http.get(f"{UI}/runs/{run_id}/steps/report").json()
+    uri = {a["output"]: a["uri"] for a in report["artifacts"]}
+
+    def preview(output: str) -> dict[str, Any]:
+        found = http.get(f"{UI}/runs/{run_id}/preview", params={"uri": uri[output]})
+        assert found.status_code == 200, found.text
+        return dict(found.json())
+
+    notes = preview("notes")
+    assert "<h1>Model report</h1>" in notes["html"] and "<script>" not in notes["html"]
+    assert preview("scores")["rows"] == [["accuracy", 0.93], ["loss", 0.21]]
+    assert preview("quality")["matrix"] == [[8, 2], [1, 9]]
+    assert preview("table")["total_rows"] == 50
+    assert preview("columns")["columns"] == ["k", "v"]
+    outside = http.get(f"{UI}/runs/{run_id}/preview", params={"uri": "/etc/passwd"})
+    assert outside.status_code == 404
+
+
+def test_preview_kinds_from_content() -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), buffer)
+    parquet = preview_of("Dataset", buffer.getvalue(), {})
+    assert (parquet.kind, parquet.rows, parquet.total_rows) == ("table", [[1], [2], [3]], 3)
+    assert preview_of("Dataset", b"a,b\n1,2\n", {}).kind == "table"
+    assert preview_of("Model", b"\x00\x01binary", {}).kind == "none"
+    assert preview_of("Artifact", b"plain words", {}).text == "plain words"
+    link = preview_of("Markdown", b"[x](javascript:alert(1))", {}).html or ""
+    assert "href" not in link  # a javascript: link stays text
+    assert preview_of("Model", None, {}).kind == "none"  # a directory
+
+
+def test_compare_puts_parameters_and_metrics_side_by_side(
+    http: httpx.Client, finished: dict[str, str]
+) -> None:
+    ids = [finished["failed-3"], finished["failed-4"], finished["artifacts"]]
+    found = http.get(f"{UI}/compare", params=[("run_id", i) for i in ids]).json()
+    assert [r["parameters"] for r in found["runs"]] == [{"rows": 3}, {"rows": 4}, {}]
+    assert found["runs"][2]["metrics"] == {
+        "Output": 0.93,
+        "report.scores.accuracy": 0.93,
+        "report.scores.loss": 0.21,
+    }
+    one = http.get(f"{UI}/compare", params={"run_id": ids[0]})
+    assert one.status_code == 400 and "run_id" in one.json()["error"]
+
+
+def test_an_artifacts_lineage_names_the_step_that_made_it(
+    http: httpx.Client, finished: dict[str, str]
+) -> None:
+    run_id = finished["artifacts"]
+    report = http.get(f"{UI}/runs/{run_id}/steps/report").json()
+    uri = next(a["uri"] for a in report["artifacts"] if a["output"] == "table")
+    found = http.get(f"{UI}/runs/{run_id}/artifact-lineage", params={"uri": uri}).json()
+    assert {(r["depth"], r["task"]) for r in found["upstream"]} == {(0, "report")}
+    assert found["downstream"] == []
