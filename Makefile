@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-postgres lint typecheck bench clean
+.PHONY: demo test test-postgres test-chromium lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,7 +77,22 @@ else
 		$$psql -c "CREATE DATABASE raypipe_test OWNER raypipe"
 endif
 
-test: lint typecheck test-postgres
+# Chromium for the UI's browser tests (tests/ui): Debian's chromium package, installed with
+# apt-get when /usr/bin/chromium is missing; Playwright drives it (never a browser download).
+test-chromium:
+	@set -e; \
+	if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "test-chromium: no /usr/bin/chromium; install the chromium package" \
+				"(as root: apt-get install chromium)" >&2; \
+			exit 1; \
+		fi; \
+		echo "test-chromium: installing Chromium (apt-get install chromium)"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: lint typecheck test-postgres test-chromium
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
