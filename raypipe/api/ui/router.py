@@ -123,7 +123,7 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
             while True:
                 run = await asyncio.to_thread(store.get_run, ns, run_id)
                 ended = run.state in TERMINAL_STATES
-                states = await asyncio.to_thread(step_states, RunFiles(run_id))
+                states = await asyncio.to_thread(step_states, RunFiles(run_id), ended=ended)
                 changed = {k: v for k, v in states.items() if sent.get(k) != v}
                 now = (run.state.value, run.error_message)
                 if changed or now != sent_run:

@@ -86,18 +86,59 @@ class StepDetail(BaseModel):
     logs: list[int]  # attempts that wrote a log
 
 
-def step_states(files: RunFiles) -> dict[str, StepState]:
-    """Every step of the run that ended or started, by its path in the run."""
-    from raypipe.tracking.lineage.query import executions
+def step_states(files: RunFiles, *, ended: bool = False) -> dict[str, StepState]:
+    """Every step of the run that ended or started, by its path in the run.
 
+    Reads only the run's own lineage files (a few milliseconds, so a live page can ask
+    every second); a run with none that has ``ended`` may have been compacted with others,
+    and is looked up through DuckDB instead.
+    """
     found: dict[str, StepState] = {
         task: StepState(state="RUNNING") for task in {log.task for log in files.logs()}
     }
-    for row in executions(files.run_id, root=_lineage_root()):
-        found[row.task] = StepState(
-            state=row.state, cached=bool(row.cached), duration_s=row.duration_s
-        )
+    rows = _own_executions(files.run_id)
+    if not rows and ended:
+        from raypipe.tracking.lineage.query import executions
+
+        rows = [
+            (r.task, r.state, bool(r.cached), r.duration_s)
+            for r in executions(files.run_id, root=_lineage_root())
+        ]
+    for task, state, cached, duration in rows:
+        found[task] = StepState(state=state, cached=cached, duration_s=duration)
     return found
+
+
+def _own_executions(run_id: str) -> list[tuple[str, str, bool, float | None]]:
+    """(task, state, cached, duration) of each step in the run's own ``executions``
+    directory, the latest record of each (a resumed run records its steps again)."""
+    from pyarrow import fs as pafs
+
+    from raypipe.tracking.lineage.store import LineageStore, Listing
+
+    store = LineageStore(_lineage_root())
+    directory = store.run_dir("executions", run_id)
+    infos = store.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    parts = [
+        part
+        for info in infos
+        if info.base_name.endswith(".parquet") and not info.base_name.startswith(".")
+        for part in [store.part_of("executions", info.path)]
+        if part is not None
+    ]
+    latest: dict[str, tuple[Any, tuple[str, str, bool, float | None]]] = {}
+    for part in Listing(parts, store.manifests("executions", {directory})).live():
+        table = (
+            store.read(part)
+            .select(["task", "state", "cached", "duration_s", "recorded_at"])
+            .to_pylist()
+        )
+        for row in table:
+            record = (row["task"], row["state"], bool(row["cached"]), row["duration_s"])
+            seen = latest.get(row["task"])
+            if seen is None or row["recorded_at"] >= seen[0]:
+                latest[row["task"]] = (row["recorded_at"], record)
+    return [record for _, record in latest.values()]
 
 
 def step_detail(files: RunFiles, task: str) -> StepDetail:
