@@ -23,7 +23,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from raypipe.api.store.database import WRITE
@@ -66,6 +66,13 @@ class StoreBase:
         """A session for reading, rolled back (nothing to keep) when the block ends."""
         with self._reads() as session:
             yield session
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A plain connection for reading, without an ORM session's bookkeeping (for the
+        lists the service answers most: they read rows, not objects)."""
+        with self._engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

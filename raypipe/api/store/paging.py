@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 from typing import Any, TypeVar, get_args
 
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import Connection, Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from raypipe.api.store.errors import InvalidArgument
@@ -37,7 +37,7 @@ M = TypeVar("M", bound=Resource)
 
 
 def fetch_page(
-    session: Session,
+    session: Session | Connection,
     stmt: Select[M],
     model: type[M],
     *,
