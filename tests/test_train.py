@@ -235,6 +235,9 @@ def test_training_options_become_ray_train_options() -> None:
         "resources_per_worker": {"CPU": 8.0, "GPU": 1.0},
         "accelerator_type": "H100",
     }
+    assert scaling_config(options, {"raypipe.io/group": "h100"})["label_selector"] == {
+        "raypipe.io/group": "h100"
+    }
     assert options.resolved_backend() == "nccl"
     assert dsl.TorchDistributed(num_workers=2).resolved_backend() == "gloo"
     assert fit.options.num_cpus == 0.0  # the step only drives its workers

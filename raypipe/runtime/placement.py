@@ -28,6 +28,7 @@ from raypipe.dsl.options import TaskOptions
 from raypipe.dsl.placement import GROUP_LABEL, worker_group
 
 __all__ = [
+    "TRAINING_SELECTOR_ENV",
     "AliveNodes",
     "cluster_has_groups",
     "describe_selector",
@@ -37,6 +38,11 @@ __all__ = [
     "step_selector",
     "training_selector",
 ]
+
+
+TRAINING_SELECTOR_ENV = "RAYPIPE_TRAINING_LABEL_SELECTOR"
+"""Set (JSON) in a training step's environment when its workers have a selector
+(:func:`training_selector`); its trainer passes it to ``ScalingConfig(label_selector=)``."""
 
 
 @dataclass(frozen=True)

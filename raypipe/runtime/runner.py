@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections import OrderedDict
@@ -55,6 +56,7 @@ from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.packages import runtime_env
 from raypipe.runtime.placement import (
+    TRAINING_SELECTOR_ENV,
     AliveNodes,
     cluster_has_groups,
     step_selector,
@@ -529,6 +531,11 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
             task.options,
             runs_when_stopped=task.trigger == "all_done" or task.component in finishing,
         )
+        workers = training_selector(task.options, grouped) if task.options.train else {}
+        if workers:  # the step's trainer places its workers with it (ScalingConfig)
+            policy = policy._replace(
+                env=(*policy.env, (TRAINING_SELECTOR_ENV, json.dumps(workers, sort_keys=True)))
+            )
         if task.options.actor:
             calls[id(task)] = StepCall(
                 task,
@@ -547,7 +554,6 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
         request = ResourceRequest.from_options(task.options, selector)
         requests.setdefault(request, []).append(label)
         if task.options.train is not None:
-            workers = training_selector(task.options, grouped)
             training = ResourceRequest.for_training(task.options.train, workers)
             requests.setdefault(training, []).append(label)
     spec_json = spec.model_dump_json()
