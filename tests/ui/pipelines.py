@@ -78,7 +78,8 @@ def never(x: int) -> int:
 
 @dsl.pipeline(name="ui-failing")
 def failing(rows: int = 7) -> int:
-    return never(x=parse_rows(rows=rows).output).output
+    parsed = parse_rows(rows=rows).set_retry(1).set_cpu_limit("1")  # two attempts, both fail
+    return never(x=parsed.output).output
 
 
 @dsl.component

@@ -137,7 +137,9 @@ def test_a_failed_step_shows_its_error_traceback_and_log(
     panel = tab.locator(".step-panel")
     panel.get_by_text("bad input row 7").first.wait_for()
     assert "ValueError" in panel.inner_text()
-    assert "raise ValueError" in panel.locator("pre.traceback").inner_text()
+    assert panel.locator("ol.attempts > li").count() == 2  # a retry, failed the same way
+    assert "raise ValueError" in panel.locator("pre.traceback").first.inner_text()
+    assert "retries=1" in panel.inner_text() and "num_cpus=1" in panel.inner_text()
     log = panel.locator("pre.log")
     tab.wait_for_function(
         "document.querySelector('pre.log').textContent.includes('row 7 looks wrong')"
@@ -254,3 +256,27 @@ def test_recurring_runs_are_created_disabled_enabled_and_deleted(
     tab.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Delete").click()
     tab.wait_for_function("!document.body.innerText.includes('nightly check')")
+
+
+def test_experiments_are_created_and_an_artifacts_lineage_opens_from_its_step(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    _sign_in(tab, "/#/experiments")
+    tab.get_by_label("experiment name").fill("ui-experiment")
+    tab.get_by_role("button", name="Create experiment").click()
+    tab.get_by_role("link", name="ui-experiment").wait_for()
+    run = client.create_run_from_pipeline_func(pipelines.artifacts)
+    client.wait_for_run_completion(run.run_id, timeout=120)
+    tab.goto(f"/#/runs/{run.run_id}")
+    _wait_state(tab, "report", "SUCCEEDED")
+    tab.locator('.node[data-id="report"]').click()
+    card = tab.locator(".artifact").filter(
+        has=tab.locator("strong", has_text=re.compile("^table$"))
+    )
+    card.get_by_role("link", name="Lineage").click()
+    tab.get_by_role("heading", name="Upstream: what made it").wait_for()
+    upstream = tab.locator("table.lineage").first
+    upstream.locator("tbody tr").first.wait_for()
+    assert "report" in upstream.inner_text()
+    shot(tab, "lineage")

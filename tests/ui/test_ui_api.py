@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,9 +93,11 @@ def test_a_step_has_its_attempts_values_and_artifacts(
 ) -> None:
     failed = http.get(f"{UI}/runs/{finished['failed-4']}/steps/parse-rows").json()
     assert failed["state"] == "FAILED" and failed["error_type"] == "builtins.ValueError"
-    (attempt,) = failed["attempts"]
-    assert "bad input row 4" in attempt["traceback"] and "row 4 looks wrong" in attempt["log_tail"]
-    assert failed["logs"] == [1]
+    assert [a["attempt"] for a in failed["attempts"]] == [1, 2]  # retried once
+    for attempt in failed["attempts"]:
+        assert "bad input row 4" in attempt["traceback"]
+        assert "row 4 looks wrong" in attempt["log_tail"]
+    assert failed["logs"] == [1, 2]
     report = http.get(f"{UI}/runs/{finished['artifacts']}/steps/report").json()
     assert report["state"] == "SUCCEEDED" and report["cache_key"]
     assert {a["output"] for a in report["artifacts"]} == {
@@ -169,3 +172,19 @@ def test_an_artifacts_lineage_names_the_step_that_made_it(
     found = http.get(f"{UI}/runs/{run_id}/artifact-lineage", params={"uri": uri}).json()
     assert {(r["depth"], r["task"]) for r in found["upstream"]} == {(0, "report")}
     assert found["downstream"] == []
+
+
+def test_mlflow_links_need_the_ui_url_and_name_the_run_and_its_tracked_steps(
+    http: httpx.Client, finished: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = finished["artifacts"]
+    assert http.get(f"{UI}/runs/{run_id}/mlflow").json() == {"run_url": None, "steps": {}}
+    raypipe.tracking.flush()
+    monkeypatch.setenv("RAYPIPE_MLFLOW_UI_URL", "http://mlflow.example:5000/")
+    links = http.get(f"{UI}/runs/{run_id}/mlflow").json()
+    pattern = r"http://mlflow\.example:5000/#/experiments/\w+/runs/\w+"
+    assert re.fullmatch(pattern, links["run_url"])
+    assert re.fullmatch(pattern, links["steps"]["report"])  # it wrote metrics: tracked
+    ids = [finished["failed-3"], run_id]
+    compare = http.get(f"{UI}/compare", params=[("run_id", i) for i in ids]).json()
+    assert compare["mlflow_compare_url"].startswith("http://mlflow.example:5000/#/compare-runs?")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -67,6 +67,13 @@ class GraphNode(BaseModel):
     folded: bool = False
     items: int | None = None  # a loop over a constant list: how many iterations
     exit_task: bool = False  # runs whatever its block did (an exit handler's task)
+    options: dict[str, Any] = {}  # what it asked for: resources, retries, timeout, image
+
+
+_SHOWN_OPTIONS = {
+    "num_cpus", "num_gpus", "memory", "resources", "accelerator", "retries", "timeout",
+    "image", "cache", "actor",
+}  # fmt: skip
 
 
 class GraphEdge(BaseModel):
@@ -199,6 +206,9 @@ class _Drawing:
             folded=kind == "loop" and path not in self.expand,
             items=items,
             exit_task=task.trigger == "all_done",
+            options=task.options.model_dump(
+                mode="json", exclude_defaults=True, include=_SHOWN_OPTIONS
+            ),
         )
 
 

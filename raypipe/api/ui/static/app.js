@@ -185,11 +185,11 @@ async function runPage(runId, page) {
       if (steps.length > 1) {
         fill(panel, el("h2", {}, node.label), el("p", { class: "muted" }, `${steps.length} iterations:`),
           el("ul", { class: "iterations" }, steps.map((path) => el("li", {},
-            el("button", { type: "button", class: "link", onclick: () => showStep(panel, run, path, { mlflow, live, signal: stepAbort.signal }) }, path), " ",
+            el("button", { type: "button", class: "link", onclick: () => showStep(panel, run, path, { mlflow, live, signal: stepAbort.signal, options: node.options }) }, path), " ",
             badge(view.steps[path].state)))));
         return;
       }
-      showStep(panel, run, steps[0] || node.id, { mlflow, live, signal: stepAbort.signal });
+      showStep(panel, run, steps[0] || node.id, { mlflow, live, signal: stepAbort.signal, options: node.options });
     },
     onToggle: async (node) => {
       if (expand.has(node.id)) expand.delete(node.id);

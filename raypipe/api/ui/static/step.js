@@ -4,7 +4,7 @@
 import { API, UI_API, download, getJson, readStream } from "./api.js";
 import { badge, el, errorBox, fill, seconds, svg, when } from "./dom.js";
 
-export async function showStep(panel, run, path, { mlflow, live, signal }) {
+export async function showStep(panel, run, path, { mlflow, live, signal, options = {} }) {
   fill(panel, el("p", { class: "muted" }, `loading ${path}…`));
   let step;
   try {
@@ -29,6 +29,7 @@ export async function showStep(panel, run, path, { mlflow, live, signal }) {
       ["ended", when(step.end_time)],
       ["duration", seconds(step.duration_s)],
       ["node", step.node_ip ? `${step.node_ip} (${(step.node_id || "").slice(0, 12)})` : ""],
+      ["asked for", Object.entries(options).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")],
       ["cache", step.cached ? "hit: outputs reused" : step.cache_key ? "miss" : ""],
       ["cache key", step.cache_key ? step.cache_key.slice(0, 16) : ""],
     ]),
