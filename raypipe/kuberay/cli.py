@@ -141,6 +141,12 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--service-account", help="the pods' service account")
     group.add_argument(
+        "--auth-token",
+        action="store_true",
+        default=None,
+        help="Ray token authentication (KubeRay's authOptions.mode: token)",
+    )
+    group.add_argument(
         "--image-pull-secret", action="append", default=[], metavar="SECRET", help="repeatable"
     )
 
@@ -257,6 +263,7 @@ def _cluster_settings(args: argparse.Namespace, pipeline: str) -> ClusterOptions
         "artifact_root": args.artifact_root,
         "mlflow_tracking_uri": args.mlflow_tracking_uri,
         "service_account": args.service_account,
+        "auth_token": args.auth_token,
     }
     settings = {k: v for k, v in given.items() if v is not None}
     settings["env"] = dict(_pair(item, "--env") for item in args.env)

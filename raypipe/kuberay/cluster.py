@@ -113,6 +113,11 @@ class ClusterOptions(BaseModel):
     service_account: str | None = None
     image_pull_secrets: list[str] = Field(default_factory=list)
     image_pull_policy: str = "IfNotPresent"
+    auth_token: bool = Field(
+        default=False,
+        description="Ray token authentication (authOptions.mode: token; KubeRay keeps the "
+        "token in a Secret and gives it to every Ray container)",
+    )
 
 
 def as_spec(pipeline: PipelineLike) -> PipelineSpec:
@@ -180,6 +185,7 @@ def cluster_spec(
     groups = plan_worker_groups(spec)
     return {
         "rayVersion": options.ray_version,
+        **({"authOptions": {"mode": "token"}} if options.auth_token else {}),
         "enableInTreeAutoscaling": True,
         "autoscalerOptions": {
             "version": "v2",  # v2 scales groups for label selectors

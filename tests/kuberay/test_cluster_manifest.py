@@ -112,10 +112,12 @@ def test_options_reach_every_ray_container() -> None:
         node_selectors={"H100": {"node.kubernetes.io/instance-type": "p5.48xlarge"}},
         min_replicas=1,
         max_replicas=2,
+        auth_token=True,
     )
     manifest = cluster_manifest(p.gpu_training, options)
     check_objects([manifest])
     assert manifest["metadata"]["namespace"] == "ml"
+    assert manifest["spec"]["authOptions"] == {"mode": "token"}
     group = _groups(manifest)[worker_group(None, "H100")]
     assert group["template"]["spec"]["nodeSelector"] == {
         "node.kubernetes.io/instance-type": "p5.48xlarge"
