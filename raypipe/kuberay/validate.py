@@ -263,6 +263,8 @@ def _describe(error: Any) -> list[tuple[str, str]]:
     if keyword == "anyOf" and schema.get("x-kubernetes-int-or-string"):
         quantity = "an integer or a quantity string such as '500m'"
         return [(path, f"expected {quantity}, got {instance!r}")]
+    if keyword == "pattern" and schema.get("x-kubernetes-int-or-string"):
+        return [(path, f"{instance!r} is not a quantity such as '500m', '2' or '4Gi'")]
     if keyword == "type":
         wanted = error.validator_value
         expected = (

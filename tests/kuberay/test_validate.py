@@ -73,9 +73,14 @@ def test_a_float_cpu_is_caught_with_its_field_path(cluster: dict[str, Any]) -> N
     broken["spec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["resources"][
         "limits"
     ]["cpu"] = 0.5
+    broken["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["requests"][
+        "memory"
+    ] = "4 GB"
     assert _problems(broken) == [
+        "spec.headGroupSpec.template.spec.containers[0].resources.requests.memory: "
+        "'4 GB' is not a quantity such as '500m', '2' or '4Gi'",
         "spec.workerGroupSpecs[1].template.spec.containers[0].resources.limits.cpu: "
-        "expected an integer or a quantity string such as '500m', got 0.5"
+        "expected an integer or a quantity string such as '500m', got 0.5",
     ]
 
 
