@@ -30,7 +30,7 @@ from raypipe.dsl.pipeline import Pipeline
 from raypipe.dsl.placement import GROUP_LABEL
 from raypipe.kuberay.errors import ManifestOptionError
 from raypipe.kuberay.groups import WorkerGroupPlan, plan_worker_groups
-from raypipe.kuberay.names import check_object_name, label_value, object_name
+from raypipe.kuberay.names import check_namespace, check_object_name, label_value, object_name
 from raypipe.runtime.failures import SKIP_FEASIBILITY_ENV
 from raypipe.spec.compiler import compile_pipeline
 from raypipe.spec.models import PipelineSpec
@@ -162,7 +162,7 @@ def object_metadata(spec: PipelineSpec, name: str, namespace: str | None) -> dic
     """``metadata`` of a generated object: its name, namespace and raypipe's labels."""
     metadata: dict[str, Any] = {"name": name}
     if namespace is not None:
-        problem = check_object_name(namespace, max_length=63)
+        problem = check_namespace(namespace)
         if problem is not None:
             raise ManifestOptionError(problem, pipeline=spec.name, field="namespace")
         metadata["namespace"] = namespace

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DNS1035", "check_object_name", "label_value", "object_name"]
+__all__ = [
+    "DNS1035",
+    "DNS1123_LABEL",
+    "check_namespace",
+    "check_object_name",
+    "label_value",
+    "object_name",
+]
 
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 """A DNS-1035 label: what KubeRay requires of RayCluster, RayJob and RayService names."""
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+"""A DNS-1123 label: what Kubernetes requires of a namespace."""
 
 _NOT_NAME = re.compile(r"[^a-z0-9]+")
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
@@ -35,6 +45,16 @@ def check_object_name(name: str, *, max_length: int) -> str | None:
         return (
             f"{name!r} is not a DNS-1035 label (lowercase letters, digits and '-', "
             "starting with a letter and ending with a letter or digit)"
+        )
+    return None
+
+
+def check_namespace(namespace: str) -> str | None:
+    """Why ``namespace`` cannot name a namespace, or ``None`` when it can."""
+    if len(namespace) > 63 or not DNS1123_LABEL.match(namespace):
+        return (
+            f"{namespace!r} is not a namespace name (at most 63 lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit)"
         )
     return None
 

@@ -32,7 +32,7 @@ import yaml
 from croniter import croniter
 
 from raypipe.kuberay.errors import ManifestProblem, ManifestValidationError
-from raypipe.kuberay.names import DNS1035
+from raypipe.kuberay.names import DNS1035, check_namespace
 
 __all__ = [
     "KUBERNETES_VERSION",
@@ -60,7 +60,6 @@ _OBJECT_META = {
     "finalizers",
     "ownerReferences",
 }
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -307,7 +306,7 @@ def _metadata_problems(metadata: Any, kind: str) -> list[tuple[str, str]]:
             found.append(("metadata.name", f"{name!r} is not a {rule}"))
     namespace = metadata.get("namespace")
     if namespace is not None and not (
-        isinstance(namespace, str) and len(namespace) <= 63 and _DNS1123_LABEL.match(namespace)
+        isinstance(namespace, str) and check_namespace(namespace) is None
     ):
         found.append(("metadata.namespace", f"{namespace!r} is not a DNS-1123 label"))
     found += _label_problems(metadata.get("labels"), "metadata.labels")
