@@ -54,3 +54,14 @@ def misplaced() -> None:
     """A step no node may run (no tpu pool) and one whose image has no worker group."""
     where(tag="nowhere").set_label_selector({"raypipe.io/pool": "tpu"})
     where(tag="elsewhere").set_container_image(OTHER_IMAGE)
+
+
+@dsl.component
+def fail(reason: str) -> int:
+    raise ValueError(reason)
+
+
+@dsl.pipeline(name="failing")
+def failing(reason: str = "no data") -> int:
+    """One step that raises."""
+    return fail(reason=reason).output

@@ -117,6 +117,28 @@ def test_a_step_whose_selector_matches_no_node_fails_the_job_before_any_step_run
     assert "ran on node" not in done.stdout  # no step ran
 
 
+def test_a_submitted_run_whose_step_fails_exits_1_with_the_steps_error(
+    cluster: LocalCluster,
+) -> None:
+    done = _submit(
+        cluster,
+        f"{_PIPELINES}:failing",
+        "--address",
+        cluster.dashboard,
+        "--arg",
+        "reason=the bucket is empty",
+        "--no-tracking",
+        "--json",
+    )
+    assert done.returncode == 1, _explain(cluster, done)
+    result = _json_result(done.stdout)
+    assert result["status"] == "FAILED"
+    assert result["error"]["task"] == "fail"
+    assert result["error"]["type"] == "builtins.ValueError"
+    assert result["error"]["message"] == "the bucket is empty"
+    assert "FAILED" in done.stderr  # the job failed too (its driver exited 1)
+
+
 def test_submit_without_the_clusters_token_is_refused_with_a_message_naming_the_token(
     cluster: LocalCluster,
 ) -> None:
