@@ -13,41 +13,99 @@ Example:
     13
 """
 
-from raypipe import dsl, lineage
-from raypipe.client import Client
-from raypipe.errors import (
-    ApiError,
-    ClusterConnectionError,
-    ComponentDefinitionError,
-    PipelineArgumentError,
-    PipelineDefinitionError,
-    RaypipeError,
-    SpecLoadError,
-    StepFailedError,
+from typing import TYPE_CHECKING
+
+from raypipe import dsl
+from raypipe._lazy import lazy_exports
+
+if TYPE_CHECKING:  # what the names are; at run time they are imported on first use
+    from raypipe import lineage
+    from raypipe.client import Client
+    from raypipe.errors import (
+        ApiError,
+        ClusterConnectionError,
+        ComponentDefinitionError,
+        PipelineArgumentError,
+        PipelineDefinitionError,
+        RaypipeError,
+        SpecLoadError,
+        StepFailedError,
+    )
+    from raypipe.replay import replay
+    from raypipe.runtime.events import RunObserver
+    from raypipe.runtime.failures import (
+        InfeasibleResourcesError,
+        RunNotFinishedError,
+        StepCrashedError,
+        StepTimeoutError,
+    )
+    from raypipe.runtime.handle import RunHandle
+    from raypipe.runtime.manifest import RunNotResumableError
+    from raypipe.runtime.metrics import log_metric
+    from raypipe.runtime.result import (
+        ArtifactRecord,
+        AttemptRecord,
+        ErrorInfo,
+        RunResult,
+        RunStatus,
+        TaskResult,
+        TaskState,
+    )
+    from raypipe.runtime.runner import resume, run, submit
+    from raypipe.spec.io import compile, json_schema, load
+    from raypipe.spec.models import PipelineSpec
+
+# Authoring (``dsl``) is imported with the package; the rest when first used, so that a
+# Ray worker importing raypipe to run one step or a training loop does not load the
+# runner, MLflow's tracker and the lineage writer (about 0.4 s).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Client": "raypipe.client",
+        **dict.fromkeys(
+            [
+                "ApiError",
+                "ClusterConnectionError",
+                "ComponentDefinitionError",
+                "PipelineArgumentError",
+                "PipelineDefinitionError",
+                "RaypipeError",
+                "SpecLoadError",
+                "StepFailedError",
+            ],
+            "raypipe.errors",
+        ),
+        "replay": "raypipe.replay",
+        "RunObserver": "raypipe.runtime.events",
+        **dict.fromkeys(
+            [
+                "InfeasibleResourcesError",
+                "RunNotFinishedError",
+                "StepCrashedError",
+                "StepTimeoutError",
+            ],
+            "raypipe.runtime.failures",
+        ),
+        "RunHandle": "raypipe.runtime.handle",
+        "RunNotResumableError": "raypipe.runtime.manifest",
+        "log_metric": "raypipe.runtime.metrics",
+        **dict.fromkeys(
+            [
+                "ArtifactRecord",
+                "AttemptRecord",
+                "ErrorInfo",
+                "RunResult",
+                "RunStatus",
+                "TaskResult",
+                "TaskState",
+            ],
+            "raypipe.runtime.result",
+        ),
+        **dict.fromkeys(["resume", "run", "submit"], "raypipe.runtime.runner"),
+        **dict.fromkeys(["compile", "json_schema", "load"], "raypipe.spec.io"),
+        "PipelineSpec": "raypipe.spec.models",
+    },
 )
-from raypipe.replay import replay
-from raypipe.runtime.events import RunObserver
-from raypipe.runtime.failures import (
-    InfeasibleResourcesError,
-    RunNotFinishedError,
-    StepCrashedError,
-    StepTimeoutError,
-)
-from raypipe.runtime.handle import RunHandle
-from raypipe.runtime.manifest import RunNotResumableError
-from raypipe.runtime.metrics import log_metric
-from raypipe.runtime.result import (
-    ArtifactRecord,
-    AttemptRecord,
-    ErrorInfo,
-    RunResult,
-    RunStatus,
-    TaskResult,
-    TaskState,
-)
-from raypipe.runtime.runner import resume, run, submit
-from raypipe.spec.io import compile, json_schema, load
-from raypipe.spec.models import PipelineSpec
 
 __version__ = "0.1.0"
 
