@@ -49,6 +49,8 @@ TASK_SIZE = (190.0, 46.0)
 FOLDED_SIZE = (210.0, 58.0)  # a folded group: its name and, for a loop, counts by state
 _PAD = 14.0  # inside a group, around its drawing
 _HEADER = 26.0  # a group's title bar
+_CHAR = 6.6  # width of a character of a group's title
+_MAX_TITLE = 480.0  # a group is widened to show its title up to this width
 
 
 class GraphNode(BaseModel):
@@ -112,6 +114,7 @@ class _Drawing:
         self.expand = expand
         self.nodes: list[GraphNode] = []
         self.edges: list[GraphEdge] = []
+        self.inner_width: dict[str, float] = {}  # a group's drawing, centred in its box
 
     def dag(
         self, dag: DagSpec, prefix: str, left: float, top: float, parent: str | None
@@ -136,7 +139,8 @@ class _Drawing:
             self.nodes.append(node)
             inner = self.spec.components[task.component].dag
             if inner is not None and not node.folded:
-                self.dag(inner, f"{path}/", x + _PAD, y + _HEADER, path)
+                slack = box.width - 2 * _PAD - self.inner_width[path]
+                self.dag(inner, f"{path}/", x + _PAD + slack / 2, y + _HEADER, path)
         for edge in drawn.edges:
             self.edges.append(
                 GraphEdge(
@@ -156,8 +160,10 @@ class _Drawing:
             return FOLDED_SIZE
         probe = _Drawing(self.spec, self.expand)
         width, height = probe.dag(inner, f"{path}/", 0.0, 0.0, None)
+        self.inner_width[path] = width
+        caption = 12 + _CHAR * len(self._node(path, path, task, None, 0, 0, 0, 0).detail)
         return (
-            max(width + 2 * _PAD, FOLDED_SIZE[0]),
+            max(width + 2 * _PAD, FOLDED_SIZE[0], min(caption + 150, _MAX_TITLE)),
             height + _HEADER + _PAD,
         )
 

@@ -90,11 +90,14 @@ export class GraphView {
     group.append(rect);
     if (isGroup && !node.folded) {
       const caption = node.kind === "pipeline" ? node.label : `${node.kind.replace("-", " ")}: ${node.detail || node.label}`;
-      group.append(svg("text", { x: 10, y: 17, class: "group-title" }, clip(caption, node.width / 6.6)));
-      if (node.kind === "loop") {
+      const loop = node.kind === "loop";
+      const room = node.width - (loop ? 150 : 20); // a loop's header ends with counts and "fold"
+      group.append(svg("text", { x: 10, y: 17, class: "group-title" }, clip(caption, room / 6.6)));
+      if (loop) {
         group.append(svg("text", { x: node.width - 10, y: 17, class: "toggle", "text-anchor": "end" }, "fold ▴"));
       }
-      group.append(svg("text", { x: node.width - 10, y: node.height - 6, class: "counts", "text-anchor": "end" }));
+      group.append(svg("text", { x: node.width - (loop ? 52 : 10), y: 17, class: "counts", "text-anchor": "end" }));
+      group.append(svg("title", {}, caption));
     } else {
       group.append(svg("circle", { cx: 14, cy: 16, r: 5, class: "dot" }));
       group.append(svg("text", { x: 26, y: 20, class: "label" }, clip(node.label, (node.width - 34) / 7)));
