@@ -165,3 +165,28 @@ def test_a_failing_observer_warns_and_the_others_still_get_everything() -> None:
 def test_log_metric_outside_a_step_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="outside a running step"):
         raypipe.log_metric("loss", 1.0)
+
+
+def test_live_metrics_go_only_to_observers_that_take_them() -> None:
+    from datetime import datetime, timezone
+
+    from raypipe.runtime.events import EventBus, MetricPoint, StepMetrics
+
+    class Live(Recorder):
+        def step_metrics(self, event: StepMetrics) -> None:
+            self._keep(event)
+
+    plain, live = Recorder(), Live()
+    bus = EventBus("run-1", [plain, live])
+    points = [MetricPoint(name="loss", value=0.5, step=0, timestamp=1.0)]
+    bus.post(StepMetrics(run_id="run-1", pipeline="p", task="fit", component="fit", points=points))
+    bus.post(
+        RunEnded(
+            run_id="run-1", pipeline="p", status="SUCCEEDED", end_time=datetime.now(timezone.utc)
+        )
+    )
+    bus.close(timeout=10)
+
+    assert [type(e).__name__ for e in live.events] == ["StepMetrics", "RunEnded"]
+    assert [type(e).__name__ for e in plain.events] == ["RunEnded"]  # not an error either
+    assert plain.closed and live.closed
