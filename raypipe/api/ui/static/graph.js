@@ -10,7 +10,7 @@ import { el, fill, svg } from "./dom.js";
 const WORST = ["FAILED", "RUNNING", "PENDING", "UPSTREAM_FAILED", "CANCELED", "SUCCEEDED", "CACHED", "SKIPPED"];
 const SHORT = {
   SUCCEEDED: "ok", FAILED: "failed", RUNNING: "running", PENDING: "waiting",
-  CACHED: "cached", SKIPPED: "skipped", CANCELED: "canceled", UPSTREAM_FAILED: "upstream failed",
+  CACHED: "cached", SKIPPED: "skipped", CANCELED: "canceled", UPSTREAM_FAILED: "upstr. failed",
 };
 
 export function template(path) {
@@ -100,7 +100,8 @@ export class GraphView {
       group.append(svg("title", {}, caption));
     } else {
       group.append(svg("circle", { cx: 14, cy: 16, r: 5, class: "dot" }));
-      group.append(svg("text", { x: 26, y: 20, class: "label" }, clip(node.label, (node.width - 34) / 7)));
+      group.append(svg("text", { x: 26, y: 20, class: "label" }, clip(node.label, (node.width - 110) / 7.5)));
+      group.append(svg("title", {}, `${node.label} (${node.component})`));
       const sub = node.folded ? `loop ${node.detail.replace(/^for each of /, "over ")}` : node.component;
       group.append(svg("text", { x: 26, y: 36, class: "sub" }, clip(sub, (node.width - 34) / 6)));
       group.append(svg("text", { x: node.width - 8, y: 20, class: "counts", "text-anchor": "end" }));
