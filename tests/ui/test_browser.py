@@ -100,6 +100,7 @@ def test_a_run_started_from_the_form_turns_green_step_by_step(
     form.get_by_role("button", name="Start run").click()
     tab.wait_for_url(re.compile(r"#/runs/[0-9a-f]+$"))
     tab.locator(".node").first.wait_for()
+    tab.evaluate("window.sameDocument = true")  # gone if anything reloads the page
     first, second = "exit-handler-1/gate", "exit-handler-1/gate-2"
     _wait_state(tab, first, "RUNNING")  # a gated step: running, not ended
     assert _state(tab, second) == "PENDING"
@@ -121,6 +122,7 @@ def test_a_run_started_from_the_form_turns_green_step_by_step(
     inner = tab.locator('.node[data-id="exit-handler-1/for-loop-2/square"]')
     inner.wait_for()
     assert "3 ok" in (inner.text_content() or "")
+    assert tab.evaluate("window.sameDocument === true")  # updated in place, not reloaded
     shot(tab, "run-graph-done")
 
 
@@ -133,7 +135,8 @@ def test_a_failed_step_shows_its_error_traceback_and_log(
     _sign_in(tab, f"/#/runs/{run.run_id}")
     _wait_state(tab, "parse-rows", "FAILED")
     assert _state(tab, "never") in ("UPSTREAM_FAILED", "CANCELED")
-    tab.locator('.node[data-id="parse-rows"]').click()
+    tab.locator('.node[data-id="parse-rows"]').focus()  # reachable from the keyboard
+    tab.keyboard.press("Enter")
     panel = tab.locator(".step-panel")
     panel.get_by_text("bad input row 7").first.wait_for()
     assert "ValueError" in panel.inner_text()
