@@ -1,0 +1,97 @@
+"""Pipelines and helpers the reliability tests share with the drivers they start.
+
+Drivers run in subprocesses (``python -c ...`` with the repository as working directory),
+so the components live in an importable module, not in a test function.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from raypipe import dsl
+
+CHAIN_LENGTH = 10
+
+
+def full_counts() -> bool:
+    """Whether to run the issue's full counts (``RAYPIPE_RELIABILITY_FULL=1``) instead of
+    the smaller ones ``make test`` runs."""
+    return os.environ.get("RAYPIPE_RELIABILITY_FULL", "") == "1"
+
+
+def chain_value(start: int, steps: int = CHAIN_LENGTH) -> int:
+    """What :func:`ten_steps` returns for ``start``: the expected output, computed here."""
+    value = start
+    for index in range(steps):
+        value = (value * 31 + index) % 1_000_003
+    return value
+
+
+@dsl.component
+def advance(value: int, index: int, target: int, workdir: str) -> int:
+    """One link of the chain. It writes its worker's pid to ``{workdir}/{index}.pid`` so
+    the test can kill the worker; the ``target`` link holds for up to 10 s on its first
+    attempt (the test kills it meanwhile), the others finish at once."""
+    folder = Path(workdir)
+    (folder / f"{index}.pid.tmp").write_text(str(os.getpid()))
+    os.replace(folder / f"{index}.pid.tmp", folder / f"{index}.pid")  # read whole or not at all
+    first = folder / f"{index}.first"
+    if index == target and not first.exists():
+        first.write_text("")
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not (folder / "stop").exists():
+            time.sleep(0.01)
+    return (value * 31 + index) % 1_000_003
+
+
+@dsl.pipeline(name="ten-steps")
+def ten_steps(start: int, target: int, workdir: str) -> int:
+    """Ten steps in a chain, each with two retries."""
+    value = start
+    for index in range(CHAIN_LENGTH):
+        task = advance(value=value, index=index, target=target, workdir=workdir).set_retry(2)
+        value = task.output
+    return value
+
+
+@dsl.component(persist="sync", track=True)
+def logged_step(log: str, index: int, previous: str) -> str:
+    """Append ``start i`` and ``end i`` to ``log`` around a short wait; its output is stored
+    before the next step starts (``persist="sync"``), so a started successor means it
+    finished for good."""
+    with open(log, "a") as f:
+        f.write(f"start {index}\n")
+    time.sleep(0.4)
+    with open(log, "a") as f:
+        f.write(f"end {index}\n")
+    return f"{previous}{index}"
+
+
+RESUMABLE_STEPS = 6
+
+
+@dsl.pipeline(name="crash-resume")
+def crash_resume(log: str) -> str:
+    """Six logged steps in a chain."""
+    previous = ""
+    for index in range(RESUMABLE_STEPS):
+        previous = logged_step(log=log, index=index, previous=previous).output
+    return previous
+
+
+@dsl.component(track=True)
+def measured(x: int, gate: str) -> float:
+    """A tracked step (its own MLflow run) that waits for the ``gate`` file, if named."""
+    while gate and not os.path.exists(gate):
+        time.sleep(0.02)
+    return float(x) / 2
+
+
+@dsl.pipeline(name="outage")
+def outage(gate: str) -> float:
+    """A tracked step, one that waits for the gate, and a third after it."""
+    first = measured(x=1, gate="")
+    second = measured(x=2, gate=gate).after(first)
+    return measured(x=3, gate="").after(second).output
