@@ -283,3 +283,24 @@ def test_experiments_are_created_and_an_artifacts_lineage_opens_from_its_step(
     upstream.locator("tbody tr").first.wait_for()
     assert "report" in upstream.inner_text()
     shot(tab, "lineage")
+
+
+def test_a_compiled_pipeline_is_uploaded_from_the_browser(
+    page: tuple[Any, Console], client: raypipe.Client, tmp_path: Path
+) -> None:
+    tab, console = page
+    console.allowed.append("status of 400")  # the broken file's refusal, shown on the page
+    good, bad = tmp_path / "uploaded-failing.yaml", tmp_path / "broken.yaml"
+    raypipe.compile(pipelines.failing, str(good))
+    bad.write_text("schema_version: raypipe/v1\nname: broken\nroot: {}\n")
+    _sign_in(tab, "/#/pipelines")
+    form = tab.locator("form.inline-form")
+    form.locator("input[type=file]").set_input_files(str(bad))
+    form.get_by_role("button", name="Upload pipeline").click()
+    form.locator(".error").wait_for()
+    assert "root" in form.locator(".error").inner_text()
+    assert client.get_pipeline_id("broken") is None  # nothing half stored
+    form.locator("input[type=file]").set_input_files(str(good))
+    form.get_by_role("button", name="Upload pipeline").click()
+    tab.locator('.node[data-id="parse-rows"]').wait_for()
+    assert client.get_pipeline_id("uploaded-failing") is not None

@@ -120,7 +120,7 @@ async function runsPage(params, page) {
         reload();
       } }, label + arrow));
   };
-  fill(main, 
+  fill(main,
     title("Runs"),
     filters,
     el("table", { class: "list runs" },
@@ -151,7 +151,7 @@ async function runsPage(params, page) {
       el("td", {}, seconds(between(r.created_at, r.finished_at))),
     )));
     if (!found.runs.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No runs.")));
-    fill(pager, 
+    fill(pager,
       el("button", { type: "button", disabled: state.tokens.length < 2, onclick: () => { state.tokens.pop(); load(); } }, "‹ Previous"),
       el("span", {}, ` page ${state.tokens.length} `),
       el("button", { type: "button", disabled: !found.next_page_token, onclick: () => { state.tokens.push(found.next_page_token); load(); } }, "Next ›"),
@@ -212,7 +212,7 @@ async function runPage(runId, page) {
     }
     if (mlflow?.run_url) buttons.push(el("a", { class: "button", href: mlflow.run_url, target: "_blank", rel: "noopener" }, "MLflow run ↗"));
     const params = Object.entries(current.runtime_config.parameters);
-    fill(header, 
+    fill(header,
       title(current.display_name, " ", badge(current.state)),
       el("dl", { class: "facts" },
         el("dt", {}, "run id"), el("dd", {}, el("code", {}, current.run_id)),
@@ -242,11 +242,37 @@ async function runPage(runId, page) {
 
 // -- pipelines ------------------------------------------------------------------------------
 
+// A compiled pipeline (raypipe's or KFP's IR, YAML or JSON) read from a file input.
+function uploadForm(label, onUpload) {
+  const file = el("input", { type: "file", name: "file", accept: ".yaml,.yml,.json", required: true, "aria-label": "compiled pipeline file" });
+  const name = el("input", { name: "name", placeholder: "name (default: the file's)", "aria-label": "name" });
+  const message = el("span", { "aria-live": "polite" });
+  return el("form", { class: "inline-form", onsubmit: async (event) => {
+    event.preventDefault();
+    message.replaceChildren();
+    try {
+      const chosen = file.files[0];
+      await onUpload(name.value.trim() || chosen.name.replace(/\.(ya?ml|json)$/, ""), await chosen.text());
+    } catch (error) {
+      message.replaceChildren(errorBox(error));
+    }
+  } }, file, name, el("button", { type: "submit" }, label), message);
+}
+
 async function pipelinesPage() {
   const { pipelines } = await getJson(`${API}/pipelines?page_size=1000&sort_by=name`);
-  fill(main, 
+  fill(main,
     title("Pipelines"),
-    el("p", { class: "muted" }, "Upload pipelines with raypipe.Client or `raypipe pipelines upload`."),
+    uploadForm("Upload pipeline", async (name, text) => {
+      const pipeline = await postJson(`${API}/pipelines`, { display_name: name });
+      try {
+        await postJson(`${API}/pipelines/${pipeline.pipeline_id}/versions`, { display_name: "v1", pipeline_spec_yaml: text });
+      } catch (error) {
+        await del(`${API}/pipelines/${pipeline.pipeline_id}`); // nothing half stored
+        throw error;
+      }
+      location.hash = `#/pipelines/${pipeline.pipeline_id}`;
+    }),
     el("table", { class: "list" },
       el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Created"))),
       el("tbody", {}, pipelines.map((p) => el("tr", {},
@@ -264,9 +290,13 @@ async function pipelinePage(pipelineId, params, page) {
   const chosenId = params.get("version") || versions[0]?.pipeline_version_id;
   const graphBox = el("div", { class: "graph-box preview-graph" });
   const formBox = el("div", { class: "run-form" });
-  fill(main, 
+  fill(main,
     title(pipeline.display_name),
     el("p", { class: "muted" }, pipeline.description),
+    uploadForm("Upload new version", async (name, text) => {
+      const version = await postJson(`${API}/pipelines/${pipelineId}/versions`, { display_name: name, pipeline_spec_yaml: text });
+      location.hash = `#/pipelines/${pipelineId}?version=${version.pipeline_version_id}`;
+    }),
     el("label", {}, "Version ", el("select", { onchange: (e) => { location.hash = `#/pipelines/${pipelineId}?version=${e.target.value}`; } },
       versions.map((v) => el("option", { value: v.pipeline_version_id, selected: v.pipeline_version_id === chosenId }, `${v.display_name} (${when(v.created_at)})`)))),
     el("div", { class: "run-body" }, graphBox, formBox),
@@ -313,7 +343,7 @@ async function experimentsPage() {
   const name = el("input", { name: "name", required: true, placeholder: "name", "aria-label": "experiment name" });
   const description = el("input", { name: "description", placeholder: "description", "aria-label": "description" });
   const message = el("span");
-  fill(main, 
+  fill(main,
     title("Experiments"),
     el("form", { class: "inline-form", onsubmit: async (e) => {
       e.preventDefault();
@@ -363,7 +393,7 @@ async function recurringPage() {
     }));
   }
   const describe = (t) => t.cron_schedule ? `cron ${t.cron_schedule.cron}` : `every ${t.periodic_schedule.interval_second} s`;
-  fill(main, 
+  fill(main,
     title("Recurring runs"),
     el("table", { class: "list recurring" },
       el("thead", {}, el("tr", {}, ["Name", "Pipeline", "Trigger", "Status", "Last tick", "Runs", ""].map((h) => el("th", {}, h)))),
@@ -403,7 +433,7 @@ async function comparePage(params) {
       return el("tr", { class: differs ? "differs" : "" }, el("th", {}, name, differs ? el("span", { class: "diff-mark", title: "differs" }, " ≠") : null),
         cells.map((c) => el("td", {}, c)));
     })));
-  fill(main, 
+  fill(main,
     title("Compare runs"),
     found.mlflow_compare_url ? el("p", {}, el("a", { class: "button", href: found.mlflow_compare_url, target: "_blank", rel: "noopener" }, "Open in MLflow's compare view ↗"))
       : el("p", { class: "muted" }, "Set RAYPIPE_MLFLOW_UI_URL on the service to link to MLflow's compare view."),
@@ -430,7 +460,7 @@ async function lineagePage(params) {
       el("td", {}, r.uri ? (r.kind === "artifact" && r.uri !== uri
         ? el("a", { href: `#/lineage?run=${r.run_id}&uri=${encodeURIComponent(r.uri)}` }, r.uri) : el("code", {}, r.uri)) : el("code", {}, r.value ?? r.object_type ?? "")),
     )))) : el("p", { class: "muted" }, empty);
-  fill(main, 
+  fill(main,
     title("Lineage"),
     el("p", {}, el("code", {}, uri)),
     el("h2", {}, "Upstream: what made it"), table(found.upstream, "Nothing recorded made it."),

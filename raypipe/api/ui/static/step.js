@@ -21,7 +21,7 @@ export async function showStep(panel, run, path, { mlflow, live, signal, options
   const inputs = step.values.filter((v) => v.direction === "input");
   const outputs = step.values.filter((v) => v.direction === "output");
   const log = el("pre", { class: "log", "aria-label": "log" });
-  fill(panel, 
+  fill(panel,
     el("h2", {}, step.display_name || path, " ", badge(step.state)),
     el("p", { class: "muted" }, path, step.component ? ` · component ${step.component}` : ""),
     facts([
