@@ -112,6 +112,18 @@ def step_states(files: RunFiles, *, ended: bool = False) -> dict[str, StepState]
 def _own_executions(run_id: str) -> list[tuple[str, str, bool, float | None]]:
     """(task, state, cached, duration) of each step in the run's own ``executions``
     directory, the latest record of each (a resumed run records its steps again)."""
+    for _ in range(_RELIST - 1):
+        try:
+            return _read_own_executions(run_id)
+        except FileNotFoundError:  # a merge replaced a part between listing and reading
+            continue
+    return _read_own_executions(run_id)
+
+
+_RELIST = 3
+
+
+def _read_own_executions(run_id: str) -> list[tuple[str, str, bool, float | None]]:
     from pyarrow import fs as pafs
 
     from raypipe.tracking.lineage.store import LineageStore, Listing
