@@ -1,8 +1,8 @@
 """Remote submission and label-selector placement on a real two-node Ray cluster.
 
-One cluster for the module (:mod:`tests.cluster.local_cluster`): a head with the dashboard,
-and a worker labelled ``raypipe.io/pool=gpu`` and with the worker-group label of
-``pipelines.IMAGE``, one CPU each, token authentication on. Pipelines go to it as a user's
+The package's one cluster (``conftest.py``): a head with the dashboard, and a worker
+labelled ``raypipe.io/pool=gpu`` and with the worker-group label of ``pipelines.IMAGE``,
+one CPU each, token authentication on. Pipelines go to it as a user's
 would: ``raypipe submit`` (the Job Submission API) and ``raypipe.run(address="ray://...")``
 (Ray Client), each from a subprocess with the cluster's environment.
 """
@@ -12,27 +12,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from raypipe.dsl.placement import GROUP_LABEL, worker_group
-from tests.cluster.local_cluster import LocalCluster, free_port, local_cluster, run_driver
-from tests.cluster.pipelines import OTHER_IMAGE, WORKER_LABELS
+from tests.cluster.local_cluster import LocalCluster, free_port, run_driver
+from tests.cluster.pipelines import OTHER_IMAGE
 
 _SUBMIT_TIMEOUT_S = 240.0  # a job: upload, start its driver, run (about 15-30 s here)
 _PIPELINES = str(Path(__file__).parent / "pipelines.py")
 _REPO = Path(__file__).parent.parent.parent
 
 pytestmark = pytest.mark.slow  # the cluster takes 10-20 s to start
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(WORKER_LABELS) as started:
-        yield started
 
 
 def _submit(

@@ -8,15 +8,12 @@ the head has a free CPU too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.cluster.local_cluster import LocalCluster, local_cluster, run_driver
-from tests.cluster.pipelines import WORKER_LABELS
+from tests.cluster.local_cluster import LocalCluster, run_driver
 
 pytest.importorskip("torch", reason="training steps need raypipe[torch]")
-pytestmark = pytest.mark.slow  # the cluster takes 10-20 s to start, the trainer as long
+pytestmark = pytest.mark.slow  # the trainer takes 10-20 s to start
 
 _SCRIPT = """
 import json, sys
@@ -50,12 +47,6 @@ print("RAYPIPE-RESULT " + json.dumps({
     "step_node": result.tasks["fit"].node_id,
 }))
 """
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(WORKER_LABELS) as started:
-        yield started
 
 
 def test_a_training_steps_workers_run_in_the_worker_group_of_its_image(
