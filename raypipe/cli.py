@@ -71,6 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, with_args: bool = True) -> None:
+    """The pipeline to act on (``FILE.py[:pipeline]`` or a compiled file) and its ``--arg``s."""
+    parser.add_argument("pipeline", help="FILE.py[:pipeline] or a compiled p.yaml / p.json")
+    if with_args:
+        parser.add_argument(
+            "--arg",
+            "-a",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a pipeline argument; repeat for each (lists and dicts as JSON)",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raypipe", description="Kubeflow-style ML pipelines on Ray."
@@ -83,15 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a pipeline from a Python file (FILE.py[:pipeline]) or a compiled "
         "YAML/JSON file, print its status, outputs and where its artifacts are.",
     )
-    run_cmd.add_argument("pipeline", help="FILE.py[:pipeline] or a compiled p.yaml / p.json")
-    run_cmd.add_argument(
-        "--arg",
-        "-a",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a pipeline argument; repeat for each (lists and dicts as JSON)",
-    )
+    add_pipeline_arguments(run_cmd)
     run_cmd.add_argument("--address", help="Ray cluster address (default: local Ray)")
     run_cmd.add_argument("--run-name", help="a human name for the run")
     run_cmd.add_argument("--artifact-root", help="where artifacts go (any pyarrow.fs URI)")
@@ -162,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="processes serving the API (one of them runs the runs); about one per core",
+    )
+    server_cmd.add_argument(
+        "--threads",
+        type=int,
+        default=8,
+        help="requests each process serves at once (default 8; more only adds GIL switching)",
     )
     server_cmd.set_defaults(handler=_server)
 
@@ -239,18 +251,10 @@ def _submit_parser(commands: Any) -> None:
         "run's status and outputs. With RAY_AUTH_MODE=token, RAY_AUTH_TOKEN (or "
         "RAY_AUTH_TOKEN_PATH) authenticates.",
     )
-    submit_cmd.add_argument("pipeline", help="FILE.py[:pipeline] or a compiled p.yaml / p.json")
+    add_pipeline_arguments(submit_cmd)
     submit_cmd.add_argument(
         "--address",
         help="the cluster's dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)",
-    )
-    submit_cmd.add_argument(
-        "--arg",
-        "-a",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a pipeline argument; repeat for each (lists and dicts as JSON)",
     )
     submit_cmd.add_argument("--run-name", help="a human name for the run")
     submit_cmd.add_argument("--artifact-root", help="where artifacts go, seen from the cluster")
@@ -524,6 +528,7 @@ def _server(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        threads=args.threads,
         address=args.address,
         lease_seconds=args.lease_seconds,
     )

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from raypipe.cli import UsageError, _load_target, _parse_arguments
+from raypipe.cli import UsageError, _load_target, _parse_arguments, add_pipeline_arguments
 from raypipe.kuberay.cluster import ClusterOptions, as_spec, cluster_manifest
 from raypipe.kuberay.job import JobOptions, cronjob_manifests, job_manifests
 from raypipe.kuberay.validate import check_objects, check_text, validate_file
@@ -88,16 +88,7 @@ def add_kuberay_parser(commands: Any) -> None:
 
 
 def _pipeline_arguments(parser: argparse.ArgumentParser, *, with_args: bool) -> None:
-    parser.add_argument("pipeline", help="FILE.py[:pipeline] or a compiled p.yaml / p.json")
-    if with_args:
-        parser.add_argument(
-            "--arg",
-            "-a",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="a pipeline argument; repeat for each (lists and dicts as JSON)",
-        )
+    add_pipeline_arguments(parser, with_args=with_args)
     parser.add_argument("--name", help="the object's name (default: from the pipeline's)")
     parser.add_argument("--namespace", help="the namespace of every object")
     parser.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
