@@ -126,10 +126,31 @@ def _timing(app: ASGIApp) -> ASGIApp:
     return timed
 
 
+@dataclass
+class Server:
+    """A running server: its base URL and its process (uvicorn's parent)."""
+
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) its processes used so far, workers included: the
+        cost of requests, apart from the waiting that a busy machine adds to latency."""
+        import psutil  # type: ignore[import-untyped]
+
+        parent = psutil.Process(self.pid)
+        total = 0.0
+        for process in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+
 @contextlib.contextmanager
-def serving(url: str, workers: int) -> Iterator[str]:
+def serving(url: str, workers: int, threads: int | None = None) -> Iterator[Server]:
     """A ``uvicorn`` server process on a free loopback port, as ``raypipe server`` runs
-    it (one process unless ``workers``), until the block ends; yields its base URL."""
+    it (one process unless ``workers``), until the block ends."""
     import httpx
 
     with socket.socket() as sock:
@@ -138,6 +159,8 @@ def serving(url: str, workers: int) -> Iterator[str]:
     from raypipe.api.server import CONFIG_ENV, ServerConfig
 
     config = ServerConfig(port=port, workers=workers, execute=False)
+    if threads is not None:
+        config = config.model_copy(update={"threads": threads})
     env = {
         **os.environ,
         "RAYPIPE_DATABASE_URL": url,
@@ -180,7 +203,7 @@ def serving(url: str, workers: int) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start (exit code {process.poll()})")
             time.sleep(0.2)
-        yield base
+        yield Server(base, process.pid)
     finally:
         process.terminate()
         try:
@@ -333,6 +356,8 @@ class Phase:
     max: float
     server_p50: float
     server_p99: float
+    server_cpu_ms: float
+    client_cpu_ms: float
     target: float
     error_sample: list[str] = field(default_factory=list)
 
@@ -502,7 +527,7 @@ async def _phase(
 
 
 def measure(
-    base: str,
+    server: Server,
     backend: str,
     fixture: Fixture,
     operation: str,
@@ -513,9 +538,12 @@ def measure(
     seed: int = 1,
     kind: str = "raw",
 ) -> Phase:
-    latencies, server, errors, seconds = asyncio.run(
-        _phase(base, fixture, operation, clients, per_client, think_s, seed, kind)
+    cpu_before, client_before = server.cpu_seconds(), time.process_time()
+    latencies, in_app, errors, seconds = asyncio.run(
+        _phase(server.base, fixture, operation, clients, per_client, think_s, seed, kind)
     )
+    client_cpu = time.process_time() - client_before
+    server_cpu = server.cpu_seconds() - cpu_before
     done = len(latencies)
     return Phase(
         backend=backend,
@@ -530,8 +558,10 @@ def measure(
         p95=_percentile(latencies, 95),
         p99=_percentile(latencies, 99),
         max=max(latencies),
-        server_p50=_percentile(server, 50),
-        server_p99=_percentile(server, 99),
+        server_p50=_percentile(in_app, 50),
+        server_p99=_percentile(in_app, 99),
+        server_cpu_ms=server_cpu / done * 1000,
+        client_cpu_ms=client_cpu / done * 1000,
         target=TARGETS_MS[operation],
         error_sample=errors[:3],
     )
@@ -547,10 +577,10 @@ def bench_backend(backend: str, args: argparse.Namespace) -> tuple[Fixture, list
         _log(f"[{backend}] inserting {args.runs:,} runs ...")
         fixture = fill(url, args.runs)
         _log(f"[{backend}] {fixture.runs:,} runs in {fixture.insert_seconds:.1f} s")
-        with serving(url, args.workers) as base:
+        with serving(url, args.workers, args.threads) as server:
             # warm-up, untimed: connections, the app's first requests, the database's cache
-            measure(base, backend, fixture, "create", args.clients, 2, kind=args.client)
-            measure(base, backend, fixture, "list", args.clients, 4, kind=args.client)
+            measure(server, backend, fixture, "create", args.clients, 2, kind=args.client)
+            measure(server, backend, fixture, "list", args.clients, 4, kind=args.client)
             # the HTTP stack alone (uvicorn, FastAPI, a sync route, these clients): a floor
             plan: list[tuple[str, int, int, float]] = [("health", args.clients, args.requests, 0)]
             for operation in ("create", "list"):
@@ -560,7 +590,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> tuple[Fixture, list
                     plan.append((operation, args.clients, args.paced_requests, args.think))
             for seed, (operation, clients, count, think) in enumerate(plan, start=2):
                 result = measure(
-                    base,
+                    server,
                     backend,
                     fixture,
                     operation,
@@ -661,15 +691,15 @@ def _row(p: Phase) -> str:
     return (
         f"| {p.backend} | {p.operation} | {load} | {p.requests} | {p.errors} | "
         f"{p.throughput:.0f}/s | {p.p50:.1f} | {p.p95:.1f} | {p.p99:.1f} | {p.max:.0f} | "
-        f"{p.server_p50:.1f} / {p.server_p99:.1f} | {target} | {met} |"
+        f"{p.server_p50:.1f} / {p.server_p99:.1f} | {p.server_cpu_ms:.2f} | {target} | {met} |"
     )
 
 
 def table(phases: list[Phase]) -> str:
     lines = [
         "| database | operation | load | requests | errors | throughput | p50 ms | p95 ms | "
-        "p99 ms | max ms | server p50 / p99 ms | target p99 | met |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "p99 ms | max ms | server p50 / p99 ms | server CPU ms/request | target p99 | met |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     return "\n".join([*lines, *(_row(p) for p in phases)])
 
@@ -687,6 +717,9 @@ def main() -> int:
     parser.add_argument("--paced-requests", type=int, default=20, help="per client, paced")
     parser.add_argument("--think", type=float, default=1.0, help="mean pause, paced (s)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, help="requests served at once per process (default: raypipe's)"
+    )
     parser.add_argument(
         "--client",
         choices=["raw", "httpx"],

@@ -84,6 +84,7 @@ def create_app(
     tokens: Tokens | None = None,
     executor: RunExecutor | None = None,
     execute: bool = True,
+    request_threads: int | None = None,
 ) -> FastAPI:
     """The service application.
 
@@ -96,6 +97,10 @@ def create_app(
             store's executor lease (see :mod:`raypipe.api.leadership`), which first takes
             over runs a previous instance left; the app stores new runs and returns.
         execute: False to serve records only, without running anything (tests of the API).
+        request_threads: how many requests run their route at once (the threads of
+            AnyIO's pool; default AnyIO's 40). Requests are CPU-bound Python under one
+            GIL: a few threads serve as many requests a second as 40, with less switching,
+            and the others wait their turn in order rather than all at once.
     """
     store = store or Store()
     tokens = tokens if tokens is not None else tokens_from_env()
@@ -110,6 +115,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if request_threads is not None:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
         if leader is not None:
             leader.start()
         try:

@@ -42,6 +42,13 @@ class ServerConfig(BaseModel):
         description="how long a silent instance keeps its runs and the executor lease",
     )
     execute: bool = Field(default=True, description="False: records only, nothing runs")
+    threads: int = Field(
+        default=8,
+        ge=1,
+        description="requests served at once per process (AnyIO's pool): CPU-bound routes "
+        "under one GIL gain nothing from more, and the tail grows (measured: 40 threads, "
+        "create p99 0.48-0.73 s; 8 threads, 0.29-0.45 s, same throughput)",
+    )
 
 
 class NoDelayHttpProtocol(HttpToolsProtocol):
@@ -75,7 +82,9 @@ def app_from_environment() -> FastAPI:
         if config.execute
         else None
     )
-    return create_app(store, executor=executor, execute=config.execute)
+    return create_app(
+        store, executor=executor, execute=config.execute, request_threads=config.threads
+    )
 
 
 def serve(config: ServerConfig) -> None:
