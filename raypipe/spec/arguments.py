@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +66,46 @@ def _check_argument(value: Any, spec: InputSpec) -> str | None:
         if not isinstance(value, expected):
             return f"expected a {spec.type} artifact object, got {type(value).__name__}"
         return None
-    return check_value(value, spec)
+    problem = check_value(value, spec)
+    if problem is None and spec.kind is IOKind.PARAMETER:
+        problem = _not_json(value)
+    return problem
+
+
+def _not_json(value: Any, where: str = "") -> str | None:
+    """Why a parameter argument is not a JSON value (None if it is): a run's parameters are
+    stored as JSON (its manifest, lineage, MLflow), so a NaN, a set or an object inside a
+    list or dict would be changed or fail deep inside the run, after it started.
+
+    Example:
+        >>> _not_json({"betas": [0.9, float("nan")]})
+        'not a JSON value: [betas][1] is nan (a non-finite float)'
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else _where(where, f"{value} (a non-finite float)")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = _not_json(item, f"{where}[{index}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return _where(where, f"a dict with a {type(key).__name__} key ({key!r})")
+            problem = _not_json(item, f"{where}[{key}]")
+            if problem:
+                return problem
+        return None
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return _where(where, f"a {type(value).__name__} ({shown})")
+
+
+def _where(where: str, what: str) -> str:
+    return f"not a JSON value: {where} is {what}" if where else f"not a JSON value: {what}"
 
 
 def parse_cli_value(text: str, spec: InputSpec) -> Any:

@@ -24,6 +24,8 @@ Example (YAML):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from typing import Annotated, Any, Literal
@@ -36,6 +38,7 @@ from pydantic import (
     JsonValue,
     PositiveInt,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -276,6 +279,19 @@ class PythonFunctionSpec(_Frozen):
     source: str | None = None
     payload: str
     python: str = Field(description="major.minor Python version the payload was made with")
+
+    @field_validator("payload")
+    @classmethod
+    def _pickle_in_base64(cls, value: str) -> str:
+        # A damaged payload would otherwise fail deep inside the runner (base64) or make
+        # every step look like a crashed worker (unpickling): say so when the spec loads.
+        try:
+            data = base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"not base64 ({exc}); compile the pipeline again") from None
+        if not data.startswith(b"\x80"):  # the PROTO opcode every cloudpickle payload opens with
+            raise ValueError("not a pickled function; compile the pipeline again")
+        return value
 
 
 class ComponentSpec(_Frozen):

@@ -95,3 +95,64 @@ def outage(gate: str) -> float:
     first = measured(x=1, gate="")
     second = measured(x=2, gate=gate).after(first)
     return measured(x=3, gate="").after(second).output
+
+
+@dsl.component
+def combine(n: int, lr: float, name: str, tags: list, config: dict) -> str:
+    """Every kind of parameter a pipeline argument can be."""
+    return f"{name}:{n}:{lr}:{len(tags)}:{sorted(config)}"
+
+
+@dsl.component
+def double(x: int) -> int:
+    return 2 * x
+
+
+@dsl.pipeline(name="typed-inputs")
+def typed_inputs(n: int, lr: float, name: str, tags: list, config: dict, flag: bool = False) -> str:
+    """Typed inputs, a loop and a condition: a document with most of the IR's parts."""
+    with dsl.ParallelFor([1, 2, 3]) as item:
+        double(x=item)
+    with dsl.If(flag == True):  # noqa: E712 - a pipeline condition, not a Python comparison
+        double(x=n)
+    return combine(n=n, lr=lr, name=name, tags=tags, config=config).output
+
+
+@dsl.component
+def count_to(n: int) -> list:
+    return list(range(n))
+
+
+@dsl.component
+def increment(x: int) -> int:
+    return x + 1
+
+
+@dsl.component
+def add_up(xs: list) -> int:
+    return sum(xs)
+
+
+@dsl.pipeline(name="wide-loop")
+def wide_loop(n: int) -> int:
+    """A loop over ``n`` items a step made, each result collected by one step."""
+    items = count_to(n=n)
+    with dsl.ParallelFor(items.output) as x:
+        one = increment(x=x)
+    return add_up(xs=dsl.Collected(one.output)).output
+
+
+@dsl.component
+def exclaim(text: str) -> str:
+    return text + "!"
+
+
+@dsl.component
+def text_length(text: str) -> int:
+    return len(text)
+
+
+@dsl.pipeline(name="big-parameter")
+def big_parameter(text: str) -> int:
+    """A large string argument through two steps, as a parameter both times."""
+    return text_length(text=exclaim(text=text).output).output
