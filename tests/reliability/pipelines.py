@@ -10,6 +10,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from raypipe import dsl
 
 CHAIN_LENGTH = 10
@@ -156,3 +158,28 @@ def text_length(text: str) -> int:
 def big_parameter(text: str) -> int:
     """A large string argument through two steps, as a parameter both times."""
     return text_length(text=exclaim(text=text).output).output
+
+
+@dsl.component
+def big_array(mib: int, seed: int) -> np.ndarray:
+    """``mib`` MiB of int64s: ``seed, seed + 1, ...``."""
+    return np.arange(seed, seed + mib * 1024 * 1024 // 8, dtype=np.int64)
+
+
+@dsl.component
+def array_sums(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> list:
+    """The sum and size of each array (every one read whole)."""
+    return [[int(x.sum()), int(x.nbytes)] for x in (a, b, c, d)]
+
+
+@dsl.component
+def array_sum(a: np.ndarray) -> list:
+    return [int(a.sum()), int(a.nbytes)]
+
+
+@dsl.pipeline(name="beyond-the-store")
+def beyond_the_store(big_mib: int, part_mib: int) -> list:
+    """Four arrays of ``part_mib`` MiB read by one step, then one of ``big_mib`` MiB."""
+    parts = [big_array(mib=part_mib, seed=i) for i in range(4)]
+    four = array_sums(a=parts[0].output, b=parts[1].output, c=parts[2].output, d=parts[3].output)
+    return array_sum(a=big_array(mib=big_mib, seed=0).after(four).output).output
