@@ -15,6 +15,8 @@ import json
 import os
 from typing import Any
 
+import pyarrow as pa
+from pyarrow import fs as pafs
 from pydantic import BaseModel
 
 from raypipe.api.store import NotFound
@@ -104,6 +106,20 @@ class RunFiles:
         Raises:
             NotFound: ``uri`` is not a file artifact of this run under the artifact root.
         """
+        with self.open_artifact(uri) as stream:
+            data: bytes = stream.read()
+        return data
+
+    def open_artifact(self, uri: str) -> pa.NativeFile:
+        """A file artifact of this run opened for random access (a preview reads a part).
+
+        Example:
+            >>> with RunFiles(run_id).open_artifact(uri) as f:   # doctest: +SKIP
+            ...     head = f.read(4096)
+
+        Raises:
+            NotFound: ``uri`` is not a file artifact of this run under the artifact root.
+        """
         if uri not in {a.uri for a in self.artifacts()}:
             raise NotFound("artifact", uri)
         if self.store.is_local:
@@ -111,14 +127,14 @@ class RunFiles:
             root = os.path.realpath(self.store.local_path)
             if os.path.commonpath([path, root]) != root or not os.path.isfile(path):
                 raise NotFound("artifact", uri)
-            with open(path, "rb") as f:
-                return f.read()
+            return pafs.LocalFileSystem().open_input_file(path)
         if not uri.startswith(self.store.public_root.rstrip("/") + "/"):
             raise NotFound("artifact", uri)
-        data = self.store.read_bytes(uri)
-        if data is None:
+        filesystem, path = self.store._locate(uri)
+        if filesystem.get_file_info(path).type != pafs.FileType.File:
             raise NotFound("artifact", uri)
-        return data
+        opened: pa.NativeFile = filesystem.open_input_file(path)
+        return opened
 
     def logs(self) -> list[LogBody]:
         """The steps that wrote a log, one entry per attempt."""

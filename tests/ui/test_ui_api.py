@@ -4,19 +4,15 @@ as server-sent events, step details, previews, comparisons and an artifact's lin
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import raypipe
-from raypipe.api.ui.previews import preview_of
 from tests.ui import pipelines
 from tests.ui.conftest import OTHER_TOKEN, TOKEN
 
@@ -133,19 +129,6 @@ def test_previews_of_a_run_and_refusals(http: httpx.Client, finished: dict[str, 
     assert preview("columns")["columns"] == ["k", "v"]
     outside = http.get(f"{UI}/runs/{run_id}/preview", params={"uri": "/etc/passwd"})
     assert outside.status_code == 404
-
-
-def test_preview_kinds_from_content() -> None:
-    buffer = io.BytesIO()
-    pq.write_table(pa.table({"a": [1, 2, 3]}), buffer)
-    parquet = preview_of("Dataset", buffer.getvalue(), {})
-    assert (parquet.kind, parquet.rows, parquet.total_rows) == ("table", [[1], [2], [3]], 3)
-    assert preview_of("Dataset", b"a,b\n1,2\n", {}).kind == "table"
-    assert preview_of("Model", b"\x00\x01binary", {}).kind == "none"
-    assert preview_of("Artifact", b"plain words", {}).text == "plain words"
-    link = preview_of("Markdown", b"[x](javascript:alert(1))", {}).html or ""
-    assert "href" not in link  # a javascript: link stays text
-    assert preview_of("Model", None, {}).kind == "none"  # a directory
 
 
 def test_compare_puts_parameters_and_metrics_side_by_side(

@@ -27,7 +27,7 @@ from raypipe.api.run_files import RunFiles
 from raypipe.api.store import InvalidArgument, NotFound, Store
 from raypipe.api.store.records import TERMINAL_STATES
 from raypipe.api.ui.graph import PipelineGraph, pipeline_graph
-from raypipe.api.ui.previews import MAX_PREVIEW_BYTES, Preview, preview_of
+from raypipe.api.ui.previews import Preview, preview_of
 from raypipe.api.ui.steps import StepDetail, StepState, step_detail, step_states
 from raypipe.spec.io import loads
 
@@ -157,13 +157,12 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
         found = next((a for a in files.artifacts() if a.uri == uri), None)
         if found is None:
             raise NotFound("artifact", uri)
-        if found.size is not None and found.size > MAX_PREVIEW_BYTES:
-            return Preview(kind="none", note=f"{found.size} bytes: too large to preview")
         try:
-            data: bytes | None = files.read_artifact(uri)
+            opened = files.open_artifact(uri)
         except NotFound:  # recorded, but not one file: a directory artifact
-            data = None
-        return preview_of(found.type, data, found.metadata)
+            return preview_of(found.type, None, found.metadata)
+        with opened:
+            return preview_of(found.type, opened, found.metadata)
 
     @router.get(f"{UI_API}/runs/{{run_id}}/mlflow")
     def mlflow_links(run_id: str, ns: Namespace) -> MlflowLinks:

@@ -112,6 +112,12 @@ export async function preview(holder, run, artifact) {
 }
 
 function render(p) {
+  const shown = body(p);
+  // a preview reads only the beginning of a large file: say so, next to what is shown
+  return p.truncated ? el("div", {}, el("p", { class: "truncated", role: "note" }, p.note), shown) : shown;
+}
+
+function body(p) {
   switch (p.kind) {
     case "markdown": {
       const box = el("div", { class: "markdown" });
@@ -126,7 +132,9 @@ function render(p) {
     case "table":
       return el("div", {},
         table(p.columns, p.rows, "data"),
-        el("p", { class: "muted" }, `first ${p.rows.length} of ${p.total_rows ?? "?"} rows`));
+        el("p", { class: "muted" }, p.total_rows === null
+          ? `first ${p.rows.length} rows (the file is too large to count them all here; download it)`
+          : `first ${p.rows.length} of ${p.total_rows} rows`));
     case "classification":
       return el("div", { class: "classification" }, confusion(p.labels, p.matrix), roc(p.roc));
     case "text":
