@@ -77,6 +77,15 @@ def test_token_prompt_then_runs_list_with_filters(
     row = tab.locator(f'tr[data-run="{ok.run_id}"]')
     row.wait_for()
     assert "succeeded" in row.inner_text()
+    tab.evaluate("window.sameDocument = true")  # gone if anything reloads the page
+    new = client.create_run_from_pipeline_func(pipelines.failing, run_name="listed-new")
+    added = tab.locator(f'tr[data-run="{new.run_id}"]')
+    added.wait_for()  # a new run joins the list by itself: its stream told it
+    tab.wait_for_function(
+        f"document.querySelector('tr[data-run=\"{new.run_id}\"] .badge').textContent === 'failed'"
+    )
+    assert tab.locator("tbody tr").first.get_attribute("data-run") == new.run_id  # newest first
+    assert tab.evaluate("window.sameDocument === true")
     tab.get_by_label("State").select_option("FAILED")
     tab.wait_for_function(
         f"!document.querySelector('tr[data-run=\"{ok.run_id}\"]')", timeout=_WAIT_MS
@@ -239,13 +248,43 @@ def test_a_thousand_item_loop_is_one_node_until_unfolded(
     assert tab.locator(".node").count() == 2
 
 
+def test_a_thousand_item_loop_run_is_one_node_with_its_iterations_by_state(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    run = client.create_run_from_pipeline_func(pipelines.wide)
+    _sign_in(tab, f"/#/runs/{run.run_id}")
+    loop = tab.locator('.node[data-id="for-loop-1"]')
+    loop.wait_for()
+    counts = "document.querySelector('.node[data-id=\"%s\"] .counts').textContent"
+    tab.wait_for_function(f"{counts % 'for-loop-1'} === '1000 ok'")  # live, then done
+    assert tab.locator(".node").count() == 1  # one box, not 1,000
+    tab.locator("h1 .state-SUCCEEDED").wait_for()
+    shot(tab, "run-thousand-loop")
+    loop.focus()
+    tab.keyboard.press("Enter")  # unfold from the keyboard
+    inner = tab.locator('.node[data-id="for-loop-1/one"]')
+    inner.wait_for()
+    assert "1000 ok" in (inner.text_content() or "")
+    assert tab.locator(".node").count() == 2
+    inner.click()
+    panel = tab.locator(".step-panel")
+    panel.get_by_text("1000 iterations").wait_for()
+    assert panel.locator("ul.iterations > li").count() == 1000
+    panel.get_by_role("button", name="for-loop-1[999]/one").click()
+    panel.locator("h2 .state-SUCCEEDED").wait_for()
+    assert "for-loop-1[999]/one" in panel.inner_text()
+    shot(tab, "run-thousand-loop-unfolded")
+
+
 def test_recurring_runs_are_created_disabled_enabled_and_deleted(
     page: tuple[Any, Console], uploaded: dict[str, str]
 ) -> None:
     tab, _ = page
     _sign_in(tab, "/#/recurring")
     tab.get_by_label("Pipeline").select_option(label="ui-failing / v1")
-    form = tab.locator("form.generated-form")
+    form = tab.locator("form.generated-form", has=tab.locator('[name="rows"]'))
+    form.wait_for()  # the chosen version's form, not the one it replaces
     form.locator('[name="display_name"]').fill("nightly check")
     form.locator('[name="interval_second"]').fill("86400")
     form.get_by_role("button", name="Create recurring run").click()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -56,6 +58,7 @@ def test_data_routes_need_the_token_and_hide_other_namespaces(
     routes = [
         f"{UI}/runs/{run_id}/graph",
         f"{UI}/runs/{run_id}/states",
+        f"{UI}/runs/live?state=FAILED",
         f"{UI}/runs/{run_id}/steps/report",
         f"{UI}/runs/{run_id}/preview?uri=x",
         f"{UI}/runs/{run_id}/mlflow",
@@ -64,8 +67,12 @@ def test_data_routes_need_the_token_and_hide_other_namespaces(
     ]
     for route in routes:
         assert httpx.get(f"{server}{route}").status_code == 401, route
+        if "/live" in route:
+            continue  # a list: another namespace sees its own runs (below)
         other = httpx.get(f"{server}{route}", headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
         assert other.status_code == 404, route
+    other_runs = _first_events(server, OTHER_TOKEN, "state=FAILED", 1)
+    assert other_runs == [{"runs": [], "next_page_token": None}]
     assert http.get(f"{UI}/runs/{run_id}/graph").status_code == 200
 
 
@@ -82,6 +89,52 @@ def test_states_stream_every_step_then_ends(http: httpx.Client, finished: dict[s
     assert body["run"]["state"] == "FAILED"
     assert body["steps"]["parse-rows"]["state"] == "FAILED"
     assert body["steps"]["never"]["state"] in ("UPSTREAM_FAILED", "CANCELED")
+
+
+def _first_events(
+    server: str, token: str, query: str, count: int, first: threading.Event | None = None
+) -> list[dict[str, Any]]:
+    """The first ``count`` ``runs`` events of the runs list's stream for ``query``
+    (``first`` is set once the first one arrived)."""
+    found: list[dict[str, Any]] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.stream("GET", f"{server}{UI}/runs/live?{query}", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        buffer = ""
+        for text in response.iter_text():
+            buffer += text
+            while "\n\n" in buffer and len(found) < count:
+                block, buffer = buffer.split("\n\n", 1)
+                name, data = block.split("\n")
+                assert name == "event: runs"
+                found.append(json.loads(data.removeprefix("data: ")))
+                if first is not None:
+                    first.set()
+            if len(found) == count:
+                return found
+    return found
+
+
+def test_the_runs_list_stream_sends_the_page_then_new_runs_and_their_states(
+    server: str, client: raypipe.Client, finished: dict[str, str]
+) -> None:
+    query = "state=FAILED&state=RUNNING&state=PENDING&page_size=2"
+    with ThreadPoolExecutor(1) as pool:
+        listed = threading.Event()
+        watched = pool.submit(_first_events, server, TOKEN, query, 2, listed)
+        assert listed.wait(timeout=60)  # the first page is read before the new run exists
+        new = client.create_run_from_pipeline_func(pipelines.failing, {"rows": 5}).run_id
+        first, second = watched.result(timeout=120)
+    assert new not in [r["run_id"] for r in first["runs"]]
+    assert finished["failed-3"] in [r["run_id"] for r in first["runs"]]
+    assert second["runs"][0]["run_id"] == new  # newest first: the new run joined the page
+    client.wait_for_run_completion(new, timeout=120)
+    (ended,) = _first_events(server, TOKEN, query, 1)
+    assert ended["runs"][0]["run_id"] == new and ended["runs"][0]["state"] == "FAILED"
+    assert len(ended["runs"]) == 2 and ended["next_page_token"]  # failed-3 is on page 2
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{server}{UI}/runs/live?page_token=x", headers=auth).status_code == 400
 
 
 def test_a_step_has_its_attempts_values_and_artifacts(

@@ -24,7 +24,8 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
 from raypipe.api.run_files import RunFiles
-from raypipe.api.store import InvalidArgument, NotFound, Store
+from raypipe.api.schemas import ListRuns, RunBody
+from raypipe.api.store import InvalidArgument, NotFound, RunFilter, RunState, SortOrder, Store
 from raypipe.api.store.records import TERMINAL_STATES
 from raypipe.api.ui.graph import PipelineGraph, pipeline_graph
 from raypipe.api.ui.previews import Preview, preview_of
@@ -35,7 +36,8 @@ __all__ = ["STATIC_DIR", "UI_API", "ui_router"]
 
 UI_API = "/ui/api"
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-POLL_SECONDS = 1.0  # how often a live run's step states are read again
+POLL_SECONDS = 1.0  # how often a live run's step states (or a runs page) are read again
+LIST_STREAM_SECONDS = 300.0  # a runs page's stream ends then, and the page reopens it
 MLFLOW_UI_ENV = "RAYPIPE_MLFLOW_UI_URL"  # where MLflow's UI is, for links (none: no links)
 
 
@@ -139,11 +141,53 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
                     return
                 await asyncio.sleep(POLL_SECONDS)
 
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return _events(stream())
+
+    @router.get(f"{UI_API}/runs/live")
+    def runs_live(
+        ns: Namespace,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+        sort_by: SortOrder = "-created_at",
+        experiment_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        recurring_run_id: str | None = None,
+        state: Annotated[list[RunState] | None, Query()] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: ``runs``, one page of the runs list (the REST list's query
+        and body), first at once and then whenever a run on it changed or a new run joined
+        it; the stream ends after :data:`LIST_STREAM_SECONDS` and the page opens it again."""
+        filter = RunFilter(
+            states=state,
+            experiment_id=experiment_id,
+            pipeline_version_id=pipeline_version_id,
+            recurring_run_id=recurring_run_id,
         )
+
+        def page() -> str:
+            found = store.list_runs(
+                ns, filter, sort=sort_by, page_size=page_size, page_token=page_token
+            )
+            body = ListRuns(
+                runs=[RunBody.of(r) for r in found.items], next_page_token=found.next_page_token
+            )
+            return body.model_dump_json()
+
+        first = page()  # a bad page token fails here, as a 400, not inside the stream
+
+        async def stream() -> AsyncIterator[str]:
+            sent = first
+            yield f"event: runs\ndata: {first}\n\n"
+            deadline = asyncio.get_running_loop().time() + LIST_STREAM_SECONDS
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(POLL_SECONDS)
+                now = await asyncio.to_thread(page)
+                if now != sent:
+                    sent = now
+                    yield f"event: runs\ndata: {now}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        return _events(stream())
 
     @router.get(f"{UI_API}/runs/{{run_id}}/steps/{{task:path}}")
     def run_step(run_id: str, task: str, ns: Namespace) -> StepDetail:
@@ -236,6 +280,15 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
         )
 
     return router
+
+
+def _events(stream: AsyncIterator[str]) -> StreamingResponse:
+    """A server-sent event stream that proxies pass on as it comes (no buffering)."""
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _exists(store: Store, namespace: str, run_id: str) -> bool:

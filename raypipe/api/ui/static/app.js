@@ -8,7 +8,7 @@ import { runForm } from "./form.js";
 import { encodePath, showStep } from "./step.js";
 
 const main = document.getElementById("main");
-let leave = () => {}; // stops what the current page keeps running (streams, timers)
+let leave = () => {}; // stops what the current page keeps running (its streams)
 
 const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED"];
 
@@ -22,12 +22,8 @@ async function route() {
     link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${parts[0]}`);
   }
   const controller = new AbortController();
-  const timers = [];
-  leave = () => {
-    controller.abort();
-    timers.forEach(clearInterval);
-  };
-  const page = { signal: controller.signal, every: (fn, ms) => timers.push(setInterval(fn, ms)) };
+  leave = () => controller.abort();
+  const page = { signal: controller.signal };
   try {
     if (parts[0] === "runs" && parts[1]) await runPage(parts[1], page);
     else if (parts[0] === "pipelines" && parts[1]) await pipelinePage(parts[1], params, page);
@@ -129,8 +125,14 @@ async function runsPage(params, page) {
       body),
     pager,
   );
-  let active = false;
-  async function load() {
+  // One stream per shown page (its filters, sort and page token): the page of runs at
+  // once, then again whenever a run on it changed state or a new run joined it.
+  let watching = null;
+  function load() {
+    watching?.abort();
+    const mine = new AbortController();
+    watching = mine;
+    page.signal.addEventListener("abort", () => mine.abort());
     const q = new URLSearchParams({ page_size: state.size, sort_by: state.sort });
     if (state.experiment) q.set("experiment_id", state.experiment);
     if (state.version) q.set("pipeline_version_id", state.version);
@@ -138,9 +140,18 @@ async function runsPage(params, page) {
     for (const s of state.states.split(",").filter(Boolean)) q.append("state", s);
     const token = state.tokens[state.tokens.length - 1];
     if (token) q.set("page_token", token);
-    const found = await getJson(`${API}/runs?${q}`);
-    active = found.runs.some((r) => ACTIVE.has(r.state));
+    (async () => {
+      while (!mine.signal.aborted) { // the server ends a stream after a while: open it again
+        await readEvents(`${UI_API}/runs/live?${q}`, (name, data) => { if (name === "runs") show(data); }, mine.signal);
+      }
+    })().catch((error) => {
+      if (error.name !== "AbortError") fill(body, el("tr", {}, el("td", { colspan: 7 }, errorBox(error))));
+    });
+  }
+  function show(found) {
     const checked = new Set([...body.querySelectorAll("input:checked")].map((c) => c.value));
+    const focused = document.activeElement?.closest?.("tr[data-run]") && document.activeElement.matches("input")
+      ? document.activeElement.value : null;
     fill(body, ...found.runs.map((r) => el("tr", { "data-run": r.run_id },
       el("td", {}, el("input", { type: "checkbox", value: r.run_id, checked: checked.has(r.run_id), "aria-label": `select ${r.display_name}`, onchange: count })),
       el("td", {}, el("a", { href: `#/runs/${r.run_id}` }, r.display_name)),
@@ -150,6 +161,7 @@ async function runsPage(params, page) {
       el("td", {}, when(r.created_at)),
       el("td", {}, seconds(between(r.created_at, r.finished_at))),
     )));
+    if (focused) body.querySelector(`input[value="${CSS.escape(focused)}"]`)?.focus(); // a refresh keeps the keyboard's place
     if (!found.runs.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No runs.")));
     fill(pager,
       el("button", { type: "button", disabled: state.tokens.length < 2, onclick: () => { state.tokens.pop(); load(); } }, "‹ Previous"),
@@ -163,8 +175,7 @@ async function runsPage(params, page) {
     compareButton.disabled = n < 2;
     compareButton.textContent = n >= 2 ? `Compare ${n} runs` : "Compare selected";
   }
-  await load();
-  page.every(() => { if (active && !document.hidden) load().catch(() => {}); }, 2000);
+  load();
 }
 
 async function runPage(runId, page) {
