@@ -95,8 +95,16 @@ test-chromium:
 test: lint typecheck test-postgres test-chromium
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+# raypipe against Prefect, Dagster, kfp.local, Ray Workflows and raw Ray (benchmarks/README.md):
+# writes benchmarks/results.md and results.png; Prefect and Ray Workflows get virtual
+# environments of their own under ~/.cache/raypipe-bench, made on first use.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/suite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

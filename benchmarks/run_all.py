@@ -1,7 +1,8 @@
-"""Run every benchmark (chain, fan-out, hand-off, ...), print the tables, write ``results.md``.
+"""Run the raypipe-vs-raw-Ray benchmarks, print the tables, write ``results_raw.md``.
 
 Each benchmark runs in its own Python process with its own local Ray, so one cannot slow
-the next through leftover workers or object-store memory. ``make bench`` calls this.
+the next through leftover workers or object-store memory. (``make bench`` runs the
+peer suite, ``suite.py``, instead.)
 
 Usage: ``python benchmarks/run_all.py [--only chain fanout ...] [--output PATH]``; any
 other options (``--reps N``, ``--warmup N``) are passed to every benchmark.
@@ -79,7 +80,7 @@ def run_benchmark(name: str, extra_args: list[str], json_path: Path) -> list[Com
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
-    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    parser.add_argument("--output", type=Path, default=HERE / "results_raw.md")
     args, extra = parser.parse_known_args()
 
     started = time.perf_counter()
