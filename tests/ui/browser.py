@@ -50,3 +50,70 @@ def shot(page: object, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path))  # type: ignore[attr-defined]
     return path
+
+
+# Marks every control, link and graph node (data-audit), lists those without an accessible
+# name, and returns how many there are; then each Tab press reports what has the focus and
+# whether it shows it (an outline, or a graph node's thicker border).
+_MARK = """() => {
+  const shown = (e) => e.getClientRects().length > 0 || e.closest('.skip');
+  const found = [...document.querySelectorAll(
+    'a[href], button:not([disabled]), input:not([type=hidden]), select, textarea, [tabindex]'
+  )].filter((e) => e.tabIndex >= 0 && !e.closest('dialog:not([open])') && shown(e));
+  const unnamed = [];
+  found.forEach((e, i) => {
+    e.dataset.audit = String(i);
+    const labelled = e.getAttribute('aria-labelledby');
+    const name = (e.getAttribute('aria-label') || '').trim()
+      || (labelled && document.getElementById(labelled)?.textContent.trim())
+      || (e.labels && [...e.labels].map((l) => l.textContent.trim()).join(''))
+      || (/^(A|BUTTON)$/.test(e.tagName) && e.textContent.trim())
+      || (e.getAttribute('title') || '').trim();
+    if (!name) unnamed.push(e.outerHTML.slice(0, 120));
+  });
+  return { count: found.length, unnamed };
+}"""
+
+_FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body || !e.dataset || e.dataset.audit === undefined) return null;
+  let visible;
+  if (e.matches('.node')) {
+    visible = parseFloat(getComputedStyle(e.querySelector('rect')).strokeWidth) >= 3;
+  } else {
+    const style = getComputedStyle(e);
+    visible = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0;
+  }
+  return { id: e.dataset.audit, visible, html: e.outerHTML.slice(0, 120) };
+}"""
+
+
+def audit_keyboard(page: object, max_tabs: int = 120) -> list[str]:
+    """Problems of the page for keyboard and screen-reader users: controls, links and
+    graph nodes without an accessible name, ones Tab never reaches, and ones that do not
+    show that they have the focus. Presses Tab until the focus comes round again."""
+    marked = page.evaluate(_MARK)  # type: ignore[attr-defined]
+    problems = [f"no accessible name: {html}" for html in marked["unnamed"]]
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # type: ignore[attr-defined]
+    reached: dict[str, bool] = {}
+    first = None
+    for _ in range(max_tabs):
+        page.keyboard.press("Tab")  # type: ignore[attr-defined]
+        focused = page.evaluate(_FOCUSED)  # type: ignore[attr-defined]
+        if focused is None:
+            continue
+        if focused["id"] == first:
+            break
+        first = first or focused["id"]
+        reached[focused["id"]] = focused["visible"]
+        if not focused["visible"]:
+            problems.append(f"focus not visible: {focused['html']}")
+    missing = marked["count"] - len(reached)
+    if missing:
+        unreached = page.evaluate(  # type: ignore[attr-defined]
+            "(seen) => [...document.querySelectorAll('[data-audit]')]"
+            ".filter((e) => !seen.includes(e.dataset.audit)).map((e) => e.outerHTML.slice(0, 120))",
+            list(reached),
+        )
+        problems.extend(f"not reached with Tab: {html}" for html in unreached)
+    return problems

@@ -12,12 +12,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 import raypipe
 from tests.ui import pipelines
-from tests.ui.browser import Console, browser_or_fail, shot
+from tests.ui.browser import Console, audit_keyboard, browser_or_fail, shot
 from tests.ui.conftest import TOKEN
 
 _WAIT_MS = 60_000
@@ -275,6 +277,10 @@ def test_a_thousand_item_loop_run_is_one_node_with_its_iterations_by_state(
     panel.locator("h2 .state-SUCCEEDED").wait_for()
     assert "for-loop-1[999]/one" in panel.inner_text()
     shot(tab, "run-thousand-loop-unfolded")
+    loop.focus()
+    tab.keyboard.press("Enter")  # and folded again, from the keyboard
+    inner.wait_for(state="detached")
+    assert tab.evaluate("document.activeElement.dataset.id") == "for-loop-1"  # focus kept
 
 
 def test_recurring_runs_are_created_disabled_enabled_and_deleted(
@@ -343,3 +349,52 @@ def test_a_compiled_pipeline_is_uploaded_from_the_browser(
     form.get_by_role("button", name="Upload pipeline").click()
     tab.locator('.node[data-id="parse-rows"]').wait_for()
     assert client.get_pipeline_id("uploaded-failing") is not None
+
+
+def test_every_page_works_from_the_keyboard_and_fits_a_laptop_screen(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str], server: str
+) -> None:
+    tab, _ = page
+    tab.set_viewport_size({"width": 1280, "height": 800})
+    made = client.create_run_from_pipeline_func(pipelines.artifacts)
+    failed = [
+        client.create_run_from_pipeline_func(pipelines.failing, arguments={"rows": n})
+        for n in (1, 2)
+    ]
+    for run in (made, *failed):
+        client.wait_for_run_completion(run.run_id, timeout=120)
+    listed = httpx.get(
+        f"{server}/apis/v2beta1/runs/{made.run_id}/artifacts",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ).json()["artifacts"]
+    table = next(a["uri"] for a in listed if a["output"] == "table")
+    _sign_in(tab, "/#/runs?size=5")
+    tab.locator("tr[data-run]").first.wait_for()
+    pages = {
+        "runs": ("/#/runs?size=5", "tr[data-run]"),
+        "run": (f"/#/runs/{made.run_id}", '.node[data-id="report"]'),
+        "pipelines": ("/#/pipelines", "table.list tbody tr"),
+        "pipeline": (f"/#/pipelines/{uploaded['ui-stepwise']}", "form.generated-form"),
+        "experiments": ("/#/experiments", "form.inline-form"),
+        "recurring": ("/#/recurring", "form.generated-form"),
+        "compare": (f"/#/compare?runs={failed[0].run_id},{failed[1].run_id}", "table.compare"),
+        "lineage": (f"/#/lineage?run={made.run_id}&uri={quote(table)}", "table.lineage"),
+    }
+    problems = {}
+    for name, (path, ready) in pages.items():
+        tab.goto(path)
+        tab.locator(ready).first.wait_for()
+        if name == "run":  # the step panel too, with an artifact previewed
+            tab.locator('.node[data-id="report"]').click()
+            card = tab.locator(".artifact").filter(
+                has=tab.locator("strong", has_text=re.compile("^table$"))
+            )
+            card.get_by_role("button", name="Preview").click()
+            card.locator("table.data").wait_for()
+        found = audit_keyboard(tab)
+        if tab.evaluate("document.documentElement.scrollWidth") > 1280:
+            found.append("wider than a 1280 px screen")
+        if found:
+            problems[name] = found
+        shot(tab, f"laptop-{name}")
+    assert problems == {}

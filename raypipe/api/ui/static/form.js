@@ -13,8 +13,8 @@ export function runForm(spec, experiments, { submitLabel, defaultName, schedule 
   const message = el("div", { class: "form-message", "aria-live": "polite" });
   const triggerKind = el("select", { name: "trigger_kind", onchange: () => swap() },
     el("option", { value: "periodic" }, "every N seconds"), el("option", { value: "cron" }, "cron expression"));
-  const interval = el("input", { name: "interval_second", type: "number", min: 1, value: 3600 });
-  const cron = el("input", { name: "cron", value: "0 0 * * * *", placeholder: "0 0 * * * *" });
+  const interval = el("input", { name: "interval_second", type: "number", min: 1, value: 3600, "aria-label": "interval in seconds" });
+  const cron = el("input", { name: "cron", value: "0 0 * * * *", placeholder: "0 0 * * * *", "aria-label": "cron expression" });
   const triggerValue = el("span", {}, interval);
   const swap = () => triggerValue.replaceChildren(triggerKind.value === "cron" ? cron : interval);
   const maxConcurrency = el("input", { name: "max_concurrency", type: "number", min: 1, max: 100, value: 1 });

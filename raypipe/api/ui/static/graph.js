@@ -13,6 +13,8 @@ const SHORT = {
   CACHED: "cached", SKIPPED: "skipped", CANCELED: "canceled", UPSTREAM_FAILED: "upstr. failed",
 };
 
+const TOP = 52; // the zoom buttons' strip: a fitted graph starts below it
+
 export function template(path) {
   return path.replace(/\[\d+\]/g, "");
 }
@@ -32,7 +34,8 @@ export class GraphView {
     this.runActive = true;
     this.view = { x: 0, y: 0, k: 1 };
     this.selected = null;
-    this.svg = svg("svg", { class: "graph", role: "img", "aria-label": "pipeline graph" });
+    // a group, not an img: an img's children (the steps, which are buttons) would be hidden
+    this.svg = svg("svg", { class: "graph", role: "group", "aria-label": "pipeline graph" });
     this.layer = svg("g");
     this.svg.append(this.layer);
     const tools = el(
@@ -70,7 +73,10 @@ export class GraphView {
         "data-target": edge.target,
       }),
     );
+    const focused = this.layer.contains(document.activeElement) ? document.activeElement.dataset.id : null;
     fill(this.layer, markers, ...groups, ...edges, ...tasks);
+    // a redraw (a loop folded or unfolded) keeps the keyboard on the node it was on
+    if (focused) this.layer.querySelector(`.node[data-id="${CSS.escape(focused)}"]`)?.focus();
     this.paint();
     if (first) this.fit();
     else this.apply();
@@ -78,13 +84,17 @@ export class GraphView {
 
   box(node) {
     const isGroup = node.kind !== "task";
+    // steps open their panel and loops fold or unfold: those are buttons, reached with Tab;
+    // other groups (conditions, exit handlers, sub-pipelines) only frame their steps
+    const acts = !isGroup || node.kind === "loop";
     const group = svg("g", {
       class: `node kind-${node.kind}${node.folded ? " folded" : ""}${node.exit_task ? " exit-task" : ""}`,
       transform: `translate(${node.x},${node.y})`,
-      tabindex: "0",
-      role: "button",
+      tabindex: acts ? "0" : null,
+      role: acts ? "button" : "group",
+      "aria-expanded": node.kind === "loop" ? String(!node.folded) : null,
       "data-id": node.id,
-      "aria-label": `${node.kind} ${node.label}`,
+      "aria-label": node.kind === "loop" ? `loop ${node.label}: ${node.folded ? "unfold" : "fold"}` : `${node.kind} ${node.label}`,
     });
     const rect = svg("rect", { width: node.width, height: node.height, rx: isGroup && !node.folded ? 10 : 6 });
     group.append(rect);
@@ -107,9 +117,9 @@ export class GraphView {
       group.append(svg("text", { x: node.width - 8, y: 20, class: "counts", "text-anchor": "end" }));
       if (node.folded) group.append(svg("text", { x: node.width - 8, y: node.height - 8, class: "toggle", "text-anchor": "end" }, "unfold ▾"));
     }
-    const choose = (event) => {
+    const choose = (event, fromKey = false) => {
       event.stopPropagation();
-      if (node.kind === "loop" && (node.folded || event.target.classList.contains("toggle"))) {
+      if (node.kind === "loop" && (node.folded || fromKey || event.target.classList.contains("toggle"))) {
         this.onToggle(node);
         return;
       }
@@ -118,9 +128,10 @@ export class GraphView {
     };
     group.addEventListener("click", choose);
     group.addEventListener("keydown", (event) => {
+      if (event.target !== group) return; // a key on a step inside an unfolded loop is the step's
       if (event.key === "Enter" || event.key === " ") {
         event.preventDefault();
-        choose(event);
+        choose(event, true);
       }
     });
     return group;
@@ -197,8 +208,8 @@ export class GraphView {
     if (!this.graph) return;
     const width = this.svg.clientWidth || 800;
     const height = this.svg.clientHeight || 500;
-    const k = Math.min(1.2, (width - 40) / Math.max(this.graph.width, 1), (height - 40) / Math.max(this.graph.height, 1));
-    this.view = { k, x: (width - this.graph.width * k) / 2, y: 20 };
+    const k = Math.min(1.2, (width - 40) / Math.max(this.graph.width, 1), (height - TOP - 20) / Math.max(this.graph.height, 1));
+    this.view = { k, x: (width - this.graph.width * k) / 2, y: TOP };
     this.apply();
   }
 
