@@ -331,6 +331,7 @@ def create_app(
         state: Annotated[list[RunState] | None, Query()] = None,
         name_contains: str | None = None,
         storage_state: StorageState | None = None,
+        pipeline_id: str | None = None,
     ) -> ListRuns:
         page = store.list_runs(
             ns,
@@ -338,6 +339,7 @@ def create_app(
                 states=state,
                 experiment_id=experiment_id,
                 pipeline_version_id=pipeline_version_id,
+                pipeline_id=pipeline_id,
                 recurring_run_id=recurring_run_id,
                 name_contains=name_contains,
                 storage_state=storage_state,

@@ -398,3 +398,44 @@ def test_every_page_works_from_the_keyboard_and_fits_a_laptop_screen(
             problems[name] = found
         shot(tab, f"laptop-{name}")
     assert problems == {}
+
+
+def test_the_runs_list_filters_by_pipeline_across_its_versions(
+    page: tuple[Any, Console],
+    client: raypipe.Client,
+    uploaded: dict[str, str],
+    server: str,
+    tmp_path: Path,
+) -> None:
+    tab, _ = page
+    pipeline_id = uploaded["ui-failing"]
+    raypipe.compile(pipelines.failing, str(tmp_path / "failing.yaml"))
+    v2 = client.upload_pipeline_version(tmp_path / "failing.yaml", "v2", pipeline_id=pipeline_id)
+    v1 = next(
+        v
+        for v in client.list_pipeline_versions(pipeline_id).pipeline_versions
+        if v.display_name == "v1"
+    ).pipeline_version_id
+    runs = {
+        name: client.run_pipeline(None, name, version_id=version).run_id
+        for name, version in (("by-v1", v1), ("by-v2", v2.pipeline_version_id))
+    }
+    other = client.run_pipeline(None, "by-other", pipeline_id=uploaded["ui-artifacts"]).run_id
+    listed = httpx.get(
+        f"{server}/apis/v2beta1/runs",
+        params={"pipeline_id": pipeline_id},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ).json()["runs"]
+    ids = {r["run_id"] for r in listed}
+    assert set(runs.values()) <= ids and other not in ids  # the REST API filters too
+    _sign_in(tab)
+    tab.locator(f'tr[data-run="{other}"]').wait_for()
+    tab.get_by_label("Pipeline").select_option(label="ui-failing: every version")
+    tab.locator(f'tr[data-run="{other}"]').wait_for(state="detached")
+    for run_id in runs.values():
+        tab.locator(f'tr[data-run="{run_id}"]').wait_for()
+    assert "pipeline=" in tab.url  # a link to the filtered list
+    shot(tab, "runs-by-pipeline")
+    tab.get_by_label("Pipeline").select_option(label="ui-failing / v2")
+    tab.locator(f'tr[data-run="{runs["by-v1"]}"]').wait_for(state="detached")
+    assert tab.locator(f'tr[data-run="{runs["by-v2"]}"]').count() == 1

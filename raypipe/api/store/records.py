@@ -216,6 +216,7 @@ class RunFilter(ListFilter):
     states: list[RunState] | None = None
     experiment_id: str | None = None
     pipeline_version_id: str | None = None
+    pipeline_id: str | None = None  # runs of any version of the pipeline
     recurring_run_id: str | None = None
     storage_state: StorageState | None = None
 

@@ -540,6 +540,12 @@ def _filtered(stmt: S, namespace: str, filter: RunFilter) -> S:
             stmt = stmt.where(column == value)
     if filter.storage_state is not None:
         stmt = stmt.where(RunRow.storage_state == filter.storage_state.value)
+    if filter.pipeline_id is not None:
+        versions = select(PipelineVersionRow.id).where(
+            PipelineVersionRow.pipeline_id == filter.pipeline_id,
+            PipelineVersionRow.namespace == namespace,
+        )
+        stmt = stmt.where(RunRow.pipeline_version_id.in_(versions))
     return stmt
 
 

@@ -151,6 +151,7 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
         sort_by: SortOrder = "-created_at",
         experiment_id: str | None = None,
         pipeline_version_id: str | None = None,
+        pipeline_id: str | None = None,
         recurring_run_id: str | None = None,
         state: Annotated[list[RunState] | None, Query()] = None,
     ) -> StreamingResponse:
@@ -161,6 +162,7 @@ def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter
             states=state,
             experiment_id=experiment_id,
             pipeline_version_id=pipeline_version_id,
+            pipeline_id=pipeline_id,
             recurring_run_id=recurring_run_id,
         )
 

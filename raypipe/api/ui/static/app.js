@@ -72,13 +72,14 @@ async function runsPage(params, page) {
   const state = {
     experiment: params.get("experiment") || "",
     version: params.get("version") || "",
+    pipeline: params.get("pipeline") || "",
     states: params.get("state") || "",
     recurring: params.get("recurring") || "",
     sort: params.get("sort") || "-created_at",
     size: Number(params.get("size") || 20),
     tokens: [null], // page tokens of the pages seen: back goes one down
   };
-  const [experiments, { all }] = await Promise.all([experimentNames(), pipelineVersions()]);
+  const [experiments, { pipelines, all }] = await Promise.all([experimentNames(), pipelineVersions()]);
   const body = el("tbody");
   const pager = el("div", { class: "pager" });
   const compareButton = el("button", { type: "button", disabled: true, onclick: () => {
@@ -91,6 +92,7 @@ async function runsPage(params, page) {
     state.tokens = [null];
     const q = new URLSearchParams();
     if (state.experiment) q.set("experiment", state.experiment);
+    if (state.pipeline) q.set("pipeline", state.pipeline);
     if (state.version) q.set("version", state.version);
     if (state.states) q.set("state", state.states);
     if (state.recurring) q.set("recurring", state.recurring);
@@ -101,8 +103,7 @@ async function runsPage(params, page) {
   const filters = el("div", { class: "filters" },
     select("Experiment", "experiment", [["", "all"], ...experiments.map((e) => [e.experiment_id, e.display_name])], state.experiment,
       (e) => { state.experiment = e.target.value; reload(); }),
-    select("Pipeline", "version", [["", "all"], ...all.map(({ version }) => [version.pipeline_version_id, names.versions.get(version.pipeline_version_id)])], state.version,
-      (e) => { state.version = e.target.value; reload(); }),
+    pipelineSelect(pipelines, all, state, reload),
     select("State", "state", [["", "any"], ["PENDING,RUNNING,CANCELING", "active"], ...STATES.map((s) => [s, s.toLowerCase()])], state.states,
       (e) => { state.states = e.target.value; reload(); }),
     compareButton,
@@ -136,6 +137,7 @@ async function runsPage(params, page) {
     const q = new URLSearchParams({ page_size: state.size, sort_by: state.sort });
     if (state.experiment) q.set("experiment_id", state.experiment);
     if (state.version) q.set("pipeline_version_id", state.version);
+    if (state.pipeline) q.set("pipeline_id", state.pipeline);
     if (state.recurring) q.set("recurring_run_id", state.recurring);
     for (const s of state.states.split(",").filter(Boolean)) q.append("state", s);
     const token = state.tokens[state.tokens.length - 1];
@@ -176,6 +178,22 @@ async function runsPage(params, page) {
     compareButton.textContent = n >= 2 ? `Compare ${n} runs` : "Compare selected";
   }
   load();
+}
+
+// The runs list's pipeline filter: a pipeline (every version of it) or one version.
+function pipelineSelect(pipelines, all, state, reload) {
+  const chosen = state.version ? `v:${state.version}` : state.pipeline ? `p:${state.pipeline}` : "";
+  const option = (value, text) => el("option", { value, selected: value === chosen }, text);
+  const sorted = [...pipelines].sort((a, b) => a.display_name.localeCompare(b.display_name));
+  return el("label", {}, "Pipeline", " ", el("select", { name: "pipeline", onchange: (e) => {
+    const [kind, id] = e.target.value.split(":");
+    state.pipeline = kind === "p" ? id : "";
+    state.version = kind === "v" ? id : "";
+    reload();
+  } }, option("", "all"), sorted.map((p) => el("optgroup", { label: p.display_name },
+    option(`p:${p.pipeline_id}`, `${p.display_name}: every version`),
+    all.filter((x) => x.pipeline.pipeline_id === p.pipeline_id)
+      .map(({ version }) => option(`v:${version.pipeline_version_id}`, names.versions.get(version.pipeline_version_id)))))));
 }
 
 async function runPage(runId, page) {
