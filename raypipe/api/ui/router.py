@@ -4,8 +4,9 @@ details, artifact previews, comparisons, an artifact's lineage) under ``/ui/api`
 
 The page itself and its assets are public (they hold no data); every ``/ui/api`` route
 takes the caller's namespace from the same bearer token as the REST API, so another
-namespace's runs are not found (404). Live step states are server-sent events on a plain
-GET, which the page reads with ``fetch`` (``EventSource`` cannot send a token).
+namespace's runs are not found (404). Live step states and the live runs list are
+server-sent events on a plain GET, which the page reads with ``fetch`` (``EventSource``
+cannot send a token).
 
 Example:
     >>> app.include_router(ui_router(store, namespace_of))   # doctest: +SKIP
