@@ -10,8 +10,8 @@ Each round starts every system in a process of its own (``peers/worker.py``), on
 after another, the order rotated each round so that no system always runs first or last
 on this shared machine. A worker sets its system up (untimed), runs each workload once
 untimed (warm-up) and then ``--reps`` timed runs. kfp.local gets a process per workload
-and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round, whose
-first run measures the driver's memory. kfp.local runs w1 and w2 at 10 steps unless
+and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a 4-step
+warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and w2 at 10 steps unless
 ``--full`` (a step costs it about half a second: 1,000 steps would take 10 minutes), and
 the report projects them to full size.
 
