@@ -93,6 +93,7 @@ class RunExecutor:
         self.poll_seconds = poll_seconds
         self._driven: dict[str, _Driven] = {}
         self._lock = threading.Lock()
+        self._taking = threading.Lock()  # starting a new run vs. terminating it, here
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,12 +180,13 @@ class RunExecutor:
         if not moved:
             return False
         self._changed(namespace, run_id)
-        with self._lock:
-            driven = self._driven.get(run_id)
-        if driven is not None:
-            self._cancel(driven)
-        elif self.store.acquire_run(namespace, run_id, self.owner_id):  # nobody drives it
-            self._end(namespace, run_id, RunState.CANCELED, None)
+        with self._taking:  # not while this executor's loop is starting the same run
+            with self._lock:
+                driven = self._driven.get(run_id)
+            if driven is not None:
+                self._cancel(driven)
+            elif self.store.acquire_run(namespace, run_id, self.owner_id):  # nobody drives it
+                self._end(namespace, run_id, RunState.CANCELED, None)
         return True
 
     def reconcile(self) -> int:
@@ -195,12 +197,13 @@ class RunExecutor:
             for run in self.store.list_stale_runs(namespace, heartbeat_before=stale_before):
                 if run.run_id in self._driven:
                     continue
-                if not self.store.acquire_run(
-                    namespace, run.run_id, self.owner_id, stale_before=stale_before
-                ):
-                    continue
-                taken += 1
-                self._take_over(run)
+                with self._taking:
+                    if not self.store.acquire_run(
+                        namespace, run.run_id, self.owner_id, stale_before=stale_before
+                    ):
+                        continue
+                    taken += 1
+                    self._take_over(run)
         return taken
 
     # -- inside -------------------------------------------------------------------------
@@ -218,7 +221,10 @@ class RunExecutor:
         if manifest is None:
             # New, retried (an old manifest ended: the cache keeps what finished), or it
             # never started: start it now.
-            self.store.transition_run(run.namespace, run.run_id, ACTIVE_STATES, RunState.PENDING)
+            # Not from CANCELING: a cancel asked for meanwhile stands (submit ends it).
+            self.store.transition_run(
+                run.namespace, run.run_id, [RunState.PENDING, RunState.RUNNING], RunState.PENDING
+            )
             self.submit(run)
         elif manifest.ended:
             state = (
@@ -283,8 +289,9 @@ class RunExecutor:
         for run in self.store.list_unowned_runs():
             if run.run_id in self._driven or self._stop.is_set():
                 continue
-            if self.store.acquire_run(run.namespace, run.run_id, self.owner_id):
-                self._take_over(run)
+            with self._taking:  # a terminate in this process waits until it is driven
+                if self.store.acquire_run(run.namespace, run.run_id, self.owner_id):
+                    self._take_over(run)
 
     def _cancel_requested(self) -> None:
         """Cancel the runs driven here that some process moved to CANCELING."""
