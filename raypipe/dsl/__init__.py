@@ -55,6 +55,7 @@ from raypipe.dsl.placeholders import (
     PIPELINE_TASK_ID_PLACEHOLDER,
     PIPELINE_TASK_NAME_PLACEHOLDER,
 )
+from raypipe.dsl.secrets import Secret
 from raypipe.dsl.step_context import get_uri
 from raypipe.dsl.task import PipelineTask, TaskOutput
 from raypipe.dsl.train import TorchDistributed
@@ -91,6 +92,7 @@ __all__ = [
     "Output",
     "OutputPath",
     "ParallelFor",
+    "Secret",
     "SlicedClassificationMetrics",
     "Pipeline",
     "PipelineTask",

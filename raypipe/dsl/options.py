@@ -74,6 +74,12 @@ class TaskOptions(BaseModel):
         default_factory=list, description="package indexes for packages (the first is the main)"
     )
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment variable of the step -> the variable of the starting "
+        "process's environment its value is read from when the run starts (dsl.Secret; "
+        "the value is never in the IR)",
+    )
     timeout: NonNegativeFloat | None = Field(default=None, description="seconds")
     actor: bool = Field(default=False, description="run in a long-lived Ray actor (a class)")
     actor_pool_size: PositiveInt | None = Field(

@@ -26,6 +26,7 @@ from raypipe.dsl.options import (
     parse_duration,
     parse_memory,
 )
+from raypipe.dsl.secrets import Secret
 from raypipe.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
@@ -360,9 +361,14 @@ class PipelineTask:
             )
         return self._set("label_selector", label_selector=dict(selector))
 
-    def set_env_variable(self, name: str, value: str) -> PipelineTask:
-        """Set an environment variable while the step runs."""
-        return self._set("env", env={**self.options.env, name: str(value)})
+    def set_env_variable(self, name: str, value: str | Secret) -> PipelineTask:
+        """Set an environment variable while the step runs; a ``dsl.Secret("NAME")`` value
+        is read from the starting process's environment variable ``NAME`` at run start."""
+        env = {k: v for k, v in self.options.env.items() if k != name}
+        secrets = {k: v for k, v in self.options.secret_env.items() if k != name}
+        if isinstance(value, Secret):
+            return self._set("env", env=env, secret_env={**secrets, name: value.name})
+        return self._set("env", env={**env, name: str(value)}, secret_env=secrets)
 
     def set_container_image(self, image: str) -> PipelineTask:
         """The container image the step runs in on a cluster (KubeRay placement)."""

@@ -40,10 +40,13 @@ from raypipe.runtime.events import (
     StepEnded,
     StepMetrics,
 )
-from raypipe.runtime.failures import StepCrashedError, qualified_name
+from raypipe.runtime.failures import NodeLostError, StepCrashedError, qualified_name
 from raypipe.runtime.feasibility import ResourceRequest
 from raypipe.runtime.ledger import delete_run, load_history, outcomes
 from raypipe.runtime.logs import stored_tail
+from raypipe.runtime.lost_nodes import CHECK_INTERVAL_S as NODE_CHECK_INTERVAL_S
+from raypipe.runtime.lost_nodes import NodeWatch
+from raypipe.runtime.placement import AliveNodes
 from raypipe.runtime.result import (
     ArtifactRecord,
     AttemptRecord,
@@ -94,6 +97,7 @@ class StepCall:
     wire_policy: list[Any] | None  # ``policy`` as the task receives it
     actor: ActorSpec | None = None  # set for actor components: steps go to a pool instead
     digest: str | None = None  # sha256 of the component's code
+    request: ResourceRequest | None = None  # what it asks Ray for (lost-node checks)
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,8 @@ class Execution:
         cache: bool = True,
         resuming: bool = False,
         on_end: Callable[[str], None] | None = None,
+        node_watch: NodeWatch | None = None,
+        secrets: Mapping[int, tuple[tuple[str, str], ...]] | None = None,
     ) -> None:
         self.spec, self.prepared = spec, prepared
         self.arguments, self.run = arguments, run
@@ -210,6 +216,12 @@ class Execution:
         self._canceled = False
         self._finished = False
         self._live_taken = 0.0  # time.monotonic() of the last take of live metrics
+        # Fails waiting steps that only lost nodes could run (None: not watched).
+        self._node_watch = node_watch
+        self._nodes_checked = time.monotonic()
+        self._stranded: dict[Any, NodeLostError] = {}  # report ref -> why it was canceled
+        # id(task) -> its dsl.Secret variables and values: sent with that task's call only
+        self._secrets = dict(secrets or {})
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -269,7 +281,9 @@ class Execution:
         if self.cache:
             reuse = step.task.options.cache or self.resuming
             cache = [step.cache_key, reuse]
-        context = [*self.run, step.name, call.wire_policy, cache]
+        secrets = self._secrets.get(id(step.task))
+        run = self.run if secrets is None else self.run._replace(secrets=secrets)
+        context = [*run, step.name, call.wire_policy, cache]
         pool = None if call.actor is None else self._pool(call.actor)
         refs = (call.submit if pool is None else pool).remote(context, *step.after, **step.inputs)
         *outputs, report = refs if isinstance(refs, list) else [refs]
@@ -340,6 +354,8 @@ class Execution:
                 )
                 if self.events is not None and self.prepared.has_training:
                     self._take_live_metrics()
+                if self._node_watch is not None:
+                    self._fail_stranded_steps(self._node_watch)
                 if not ready:
                     continue
                 if waits and rest:
@@ -366,6 +382,34 @@ class Execution:
             self._cleanup()
             if self.events is not None:
                 self.events.close()
+
+    def _fail_stranded_steps(self, watch: NodeWatch) -> None:
+        """Every ``CHECK_INTERVAL_S``: if nodes were lost, cancel each waiting step that no
+        alive node can hold any more; its report then reads as a crash naming those nodes."""
+        import ray
+
+        now = time.monotonic()
+        if now - self._nodes_checked < NODE_CHECK_INTERVAL_S:
+            return
+        self._nodes_checked = now
+        alive = AliveNodes.read()
+        lost = watch.lost(alive)
+        if not lost:
+            return
+        with self._lock:
+            waiting = [
+                (ref, step)
+                for ref, step in self._pending.items()
+                if ref not in self._stranded and step.pool is None and step.call.request
+            ]
+        for ref, step in waiting:
+            assert step.call.request is not None  # filtered above
+            problem = watch.stranded(step.call.request, alive)
+            if problem is not None:
+                self._stranded[ref] = NodeLostError(
+                    pipeline=self.spec.name, task=step.name, lost=lost, problem=problem
+                )
+                ray.cancel(ref, force=True)
 
     def _read_reports(self, steps: list[_Pending], refs: list[Any]) -> tuple[bool, list[Any]]:
         """Read the reports of finished steps into their results.
@@ -394,6 +438,7 @@ class Execution:
             if step.pool is not None:
                 step.pool.step_ended(ref)
             if isinstance(wire, BaseException):
+                wire = self._stranded.pop(ref, wire)  # canceled here: its nodes were lost
                 self._ended[step.name] = _Lost(wire, step.call)
                 _drain(step.outputs)
                 unsuccessful.append(ref)

@@ -4,6 +4,7 @@
 RaypipeError
  ├── StepTimeoutError           a step overran its ``timeout`` (recorded as an attempt's error)
  ├── StepCrashedError           the worker process running an attempt died (recorded likewise)
+ ├── NodeLostError              nodes were lost and no alive node can run a step any more
  ├── InfeasibleResourcesError   a step asks for more than any node of the cluster has
  └── RunNotFinishedError        ``RunHandle.result()`` on a run that is still going
 ```
@@ -19,12 +20,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from raypipe.errors import Problem, RaypipeError
 
 __all__ = [
     "InfeasibleResourcesError",
+    "NodeLostError",
     "RunNotFinishedError",
     "StepCrashedError",
     "StepTimeoutError",
@@ -93,6 +95,38 @@ class StepCrashedError(RaypipeError):
         self.pipeline, self.task, self.field = pipeline, task, None
         self.attempt, self.detail = attempt, detail
         super().__init__(f"{pipeline}.{task}: the worker died during attempt {attempt}: {detail}")
+
+
+class NodeLostError(RaypipeError):
+    """Nodes of the cluster were lost while a step waited to run again, and no alive node
+    can hold it (its label selector or resources fit only the lost nodes). Like
+    ``StepCrashedError``, it is never raised: it is the detail of the step's crash.
+
+    Example:
+        >>> str(NodeLostError(pipeline="p", task="t", lost={"ab12": "10.0.0.7"},
+        ...                   problem="needs 8 CPUs"))
+        'p.t: no alive node can run it since node ab12 (10.0.0.7) was lost: needs 8 CPUs'
+    """
+
+    def __init__(self, *, pipeline: str, task: str, lost: Mapping[str, str], problem: str) -> None:
+        self.pipeline, self.task, self.field = pipeline, task, None
+        self.lost, self.problem = dict(lost), problem
+        nodes = ", ".join(f"{node} ({ip})" for node, ip in sorted(lost.items()))
+        plural = "s" if len(lost) > 1 else ""
+        verb = "were" if len(lost) > 1 else "was"
+        super().__init__(
+            f"{pipeline}.{task}: no alive node can run it since node{plural} {nodes} {verb} "
+            f"lost: {problem}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:  # keyword-only __init__: pickle by parts
+        return (_rebuild_node_lost, (self.pipeline, self.task, self.lost, self.problem))
+
+
+def _rebuild_node_lost(
+    pipeline: str, task: str, lost: Mapping[str, str], problem: str
+) -> NodeLostError:
+    return NodeLostError(pipeline=pipeline, task=task, lost=lost, problem=problem)
 
 
 SKIP_FEASIBILITY_ENV = "RAYPIPE_SKIP_FEASIBILITY"

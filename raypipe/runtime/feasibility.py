@@ -30,6 +30,7 @@ __all__ = [
     "check_feasible",
     "feasibility_check_enabled",
     "find_problem",
+    "request_problem",
 ]
 
 _ACCELERATOR_PREFIX = "accelerator_type:"
@@ -230,24 +231,40 @@ def check_feasible(
     """
     problems: list[Problem] = []
     for request, steps in requests.items():
-        candidates = nodes
-        if request.label_selector:
-            node_labels = labels if labels is not None else [{} for _ in nodes]
-            selector = dict(request.label_selector)
-            candidates = [
-                n for n, lab in zip(nodes, node_labels, strict=True) if matches(selector, lab)
-            ]
-            if not candidates:
-                field, problem = _selector_problem(request, node_labels)
-                problems.extend(Problem(problem, pipeline, step, field) for step in steps)
-                continue
-        found = find_problem(request, candidates)
+        found = request_problem(request, nodes, labels)
         if found is not None:
             option, message = found
-            if request.training and option != "train":  # the train= option, per worker
-                option, message = "train", f"each training worker {message}"
-            if request.label_selector:
-                message += f" (among the nodes matching {describe_selector(selector)})"
             problems.extend(Problem(message, pipeline, step, option) for step in steps)
     if problems:
         raise InfeasibleResourcesError(problems)
+
+
+def request_problem(
+    request: ResourceRequest,
+    nodes: Sequence[Mapping[str, float]],
+    labels: Sequence[Mapping[str, str]] | None = None,
+) -> tuple[str | None, str] | None:
+    """``(option, what is wrong)`` if no node of ``nodes`` (with ``labels``) can ever hold
+    ``request``, its label selector included; None if one can.
+
+    Example:
+        >>> request_problem(ResourceRequest.from_options(TaskOptions(num_cpus=1)), [{"CPU": 2.0}])
+    """
+    candidates = nodes
+    selector = dict(request.label_selector)
+    if selector:
+        node_labels = labels if labels is not None else [{} for _ in nodes]
+        candidates = [
+            n for n, lab in zip(nodes, node_labels, strict=True) if matches(selector, lab)
+        ]
+        if not candidates:
+            return _selector_problem(request, node_labels)
+    found = find_problem(request, candidates)
+    if found is None:
+        return None
+    option, message = found
+    if request.training and option != "train":  # the train= option, per worker
+        option, message = "train", f"each training worker {message}"
+    if selector:
+        message += f" (among the nodes matching {describe_selector(selector)})"
+    return option, message

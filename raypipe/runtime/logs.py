@@ -35,6 +35,7 @@ __all__ = [
     "CapturedOutput",
     "find_logs",
     "read_log",
+    "redact",
     "stored_tail",
     "tail_of",
 ]
@@ -105,16 +106,36 @@ class AttemptLog:
                 os.unlink(self._local)
 
 
-class _Tee:
-    """A text stream that writes to the attempt's log and, each line prefixed, to ``stream``."""
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each secret value replaced by ``***``.
 
-    def __init__(self, stream: Any, log: AttemptLog, prefix: str) -> None:
+    Example:
+        >>> redact("token=s3cr3t; again s3cr3t", ("s3cr3t",))
+        'token=***; again ***'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class _Tee:
+    """A text stream that writes to the attempt's log and, each line prefixed, to ``stream``
+    (both with the step's secret values replaced by ``***``)."""
+
+    def __init__(
+        self, stream: Any, log: AttemptLog, prefix: str, secrets: tuple[str, ...] = ()
+    ) -> None:
         self._stream, self._log, self._prefix = stream, log, prefix
+        self._secrets = secrets
         self._line_start = True
 
     def write(self, text: str) -> int:
         if not text:
             return 0
+        length = len(text)
+        if self._secrets:
+            text = redact(text, self._secrets)
         self._log.write(text)
         if self._stream is not None:
             shown = text.replace("\n", "\n" + self._prefix)
@@ -124,7 +145,7 @@ class _Tee:
                 shown = self._prefix + shown
             self._stream.write(shown)
         self._line_start = text.endswith("\n")
-        return len(text)
+        return length
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -142,16 +163,16 @@ class CapturedOutput:
     """Tee ``sys.stdout`` and ``sys.stderr`` into ``log`` while the block runs; restore
     them and close the log at its end (a class, not a generator: this is on every step)."""
 
-    __slots__ = ("_log", "_prefix", "_saved")
+    __slots__ = ("_log", "_prefix", "_redact", "_saved")
 
-    def __init__(self, task: str, log: AttemptLog) -> None:
-        self._log, self._prefix = log, f"[{task}] "
+    def __init__(self, task: str, log: AttemptLog, redact: tuple[str, ...] = ()) -> None:
+        self._log, self._prefix, self._redact = log, f"[{task}] ", redact
         self._saved: tuple[Any, Any] = (None, None)
 
     def __enter__(self) -> AttemptLog:
         self._saved = sys.stdout, sys.stderr
-        sys.stdout = _Tee(self._saved[0], self._log, self._prefix)
-        sys.stderr = _Tee(self._saved[1], self._log, self._prefix)
+        sys.stdout = _Tee(self._saved[0], self._log, self._prefix, self._redact)
+        sys.stderr = _Tee(self._saved[1], self._log, self._prefix, self._redact)
         return self._log
 
     def __exit__(

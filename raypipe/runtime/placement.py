@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.dsl.options import TaskOptions
@@ -52,6 +52,8 @@ class AliveNodes:
 
     resources: list[dict[str, float]]
     labels: list[dict[str, str]]
+    ids: list[str] = field(default_factory=list)  # each node's Ray node id
+    ips: list[str] = field(default_factory=list)  # and its address
 
     @classmethod
     def read(cls) -> AliveNodes:
@@ -63,6 +65,8 @@ class AliveNodes:
         return cls(
             resources=[dict(n.get("Resources") or {}) for n in alive],
             labels=[dict(n.get("Labels") or {}) for n in alive],
+            ids=[str(n.get("NodeID", "")) for n in alive],
+            ips=[str(n.get("NodeManagerAddress", "")) for n in alive],
         )
 
 

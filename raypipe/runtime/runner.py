@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 from collections import OrderedDict
@@ -53,6 +54,7 @@ from raypipe.runtime.feasibility import (
 )
 from raypipe.runtime.gitinfo import git_commit
 from raypipe.runtime.handle import RunHandle
+from raypipe.runtime.lost_nodes import NodeWatch
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.packages import runtime_env
 from raypipe.runtime.placement import (
@@ -300,11 +302,13 @@ def _start(
 ) -> RunHandle:
     """Submit a run (new or resumed) and hand back its handle."""
     _check_python_versions(spec)
+    secrets = _read_secrets(spec)
     connect(address)
     nodes = AliveNodes.read()
     # image= and accelerator= place steps on worker groups only where the cluster has them.
     prepared = _prepare(spec, grouped=cluster_has_groups(nodes.labels))
-    if feasibility_check_enabled(check_resources):
+    watched = feasibility_check_enabled(check_resources)
+    if watched:
         check_feasible(spec.name, prepared.requests, nodes.resources, nodes.labels)
     run_id, started = manifest.run_id, manifest.started
     if not resuming:
@@ -353,6 +357,9 @@ def _start(
         cache=manifest.cache,
         resuming=resuming,
         on_end=lambda status: manifest.ended_as(config.home, status),
+        # a step only lost nodes could run fails, unless an autoscaler may add nodes
+        node_watch=NodeWatch(nodes) if watched else None,
+        secrets=secrets,
     )
     try:
         execution.submit()
@@ -393,6 +400,38 @@ def _finishing_components(spec: PipelineSpec) -> set[str]:
         for task in (dag.tasks if dag is not None else {}).values():
             if task.trigger == "all_done":
                 enter(task.component)
+    return found
+
+
+def _read_secrets(spec: PipelineSpec) -> dict[int, tuple[tuple[str, str], ...]]:
+    """The values of every task's ``dsl.Secret`` variables, by ``id(task)``, read from this
+    process's environment now (they are never stored; a resume reads them again).
+
+    Raises:
+        PipelineDefinitionError: naming each task and variable whose source is not set.
+    """
+    found: dict[int, tuple[tuple[str, str], ...]] = {}
+    problems: list[Problem] = []
+    for label, task, _ in _python_tasks(spec):
+        pairs = []
+        for variable, source in sorted(task.options.secret_env.items()):
+            value = os.environ.get(source)
+            if value is None:
+                problems.append(
+                    Problem(
+                        f"dsl.Secret({source!r}): the environment of the process starting the "
+                        f"run has no {source}; set it there (its value is read at run start)",
+                        spec.name,
+                        label,
+                        f"env.{variable}",
+                    )
+                )
+            else:
+                pairs.append((variable, value))
+        if pairs:
+            found[id(task)] = tuple(pairs)
+    if problems:
+        raise PipelineDefinitionError(problems)
     return found
 
 
@@ -536,6 +575,7 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
             policy = policy._replace(
                 env=(*policy.env, (TRAINING_SELECTOR_ENV, json.dumps(workers, sort_keys=True)))
             )
+        request = ResourceRequest.from_options(task.options, selector)
         if task.options.actor:
             calls[id(task)] = StepCall(
                 task,
@@ -545,13 +585,20 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
                 policy.to_wire(),
                 _actor_spec(runtime, ray_options, task.options),
                 runtime.function_key,
+                request,
             )
         else:
             submit = _remote_step_function(runtime).options(**ray_options)
             calls[id(task)] = StepCall(
-                task, component, submit, policy, policy.to_wire(), None, runtime.function_key
+                task,
+                component,
+                submit,
+                policy,
+                policy.to_wire(),
+                None,
+                runtime.function_key,
+                request,
             )
-        request = ResourceRequest.from_options(task.options, selector)
         requests.setdefault(request, []).append(label)
         if task.options.train is not None:
             training = ResourceRequest.for_training(task.options.train, workers)

@@ -510,6 +510,13 @@ class Scheduler:
                     "env": sorted(task.options.env.items()),
                     "image": task.options.image,
                     "packages": task.options.packages,
+                    # which variables hold secrets, never their values; absent when none,
+                    # so that the keys of steps without secrets stay as they were
+                    **(
+                        {"secret_env": sorted(task.options.secret_env.items())}
+                        if task.options.secret_env
+                        else {}
+                    ),
                 },
                 identities,
             )

@@ -58,7 +58,7 @@ from raypipe.runtime.cache import (
 )
 from raypipe.runtime.deadline import Deadline
 from raypipe.runtime.ledger import AttemptEntry, load_history, outcomes, save_history
-from raypipe.runtime.logs import AttemptLog, CapturedOutput, stored_tail
+from raypipe.runtime.logs import AttemptLog, CapturedOutput, redact, stored_tail
 from raypipe.runtime.metrics import collecting
 from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
 from raypipe.runtime.runfiles import STOP_FLAG, close_here, dump_path
@@ -85,6 +85,8 @@ class RunContext(NamedTuple):
     scratch: str  # the run's scratch directory on each node (stop flag, timeout dumps)
     fail_fast: bool  # a failed step stops the run from starting new steps
     tracking: bool = False  # steps describe their inputs for lineage and MLflow
+    # (variable, value) of the step's dsl.Secret environment: set for one step's task only
+    secrets: tuple[tuple[str, str], ...] = ()
 
 
 class StepPolicy(NamedTuple):
@@ -431,6 +433,7 @@ def execute_step(
         return _failed(run, task, output_names, attempts, node_id, node_ip)
     if attempts:
         time.sleep(policy.backoff(len(attempts)))
+    hidden = tuple(value for _, value in run.secrets)  # never in its logs or errors
     while True:
         start = time.time()
         if ledger is not None:
@@ -441,8 +444,9 @@ def execute_step(
                 tempfile.TemporaryDirectory(prefix="raypipe-step-")
                 if staged
                 else contextlib.nullcontext(tempfile.gettempdir()) as staging,
-                _environment(dict(policy.env)),
-                CapturedOutput(task, log),  # outside the deadline: an upload is not the step's
+                _environment({**dict(policy.env), **dict(run.secrets)}),
+                # outside the deadline: an upload is not the step's
+                CapturedOutput(task, log, redact=hidden),
                 collecting((run.run_id, task) if run.tracking else None) as metrics,
                 _deadline(run, task, policy, number),
             ):
@@ -450,9 +454,9 @@ def execute_step(
         except Exception as exc:
             error = StepError(
                 f"{type(exc).__module__}.{type(exc).__qualname__}",
-                str(exc),
-                _user_traceback(exc),
-                log.tail,
+                redact(str(exc), hidden),
+                redact(_user_traceback(exc), hidden),
+                log.tail,  # redacted as it was written
             )
             attempts.append(Attempt(number, start, time.time(), error))
             # No retry once the run has stopped (another step failed fast, or a cancel):

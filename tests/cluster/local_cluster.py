@@ -33,7 +33,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,20 @@ class LocalCluster:
     worker_id: str  # the node with the labels
     env: dict[str, str]  # environment for drivers: this cluster's token, no inherited RAY_*
     temp_dir: Path
+    # start/stop labelled workers (tests of a lost node); the cluster's teardown stops them
+    _workers: _Workers | None = field(default=None, repr=False, compare=False)
+
+    def stop_worker(self) -> None:
+        """Stop the newest labelled worker node, as a lost node: SIGTERM to its
+        ``ray start`` (which kills its raylet and workers); the head keeps running."""
+        assert self._workers is not None, "a LocalCluster from local_cluster() only"
+        self._workers.stop_newest()
+
+    def start_worker(self) -> str:
+        """Start another worker node with the cluster's labels; its node id once registered
+        (the cluster then has two alive nodes again)."""
+        assert self._workers is not None, "a LocalCluster from local_cluster() only"
+        return self._workers.start()
 
     def logs(self, pattern: str, chars: int = 2000) -> str:
         """The ends of this cluster's Ray logs matching ``pattern``, to explain a failure."""
@@ -149,6 +163,47 @@ class _Node:
                 self.process.wait(timeout=_STOP_TIMEOUT_S)
 
 
+class _Workers:
+    """The labelled worker nodes of a cluster: started on demand, appended to its nodes."""
+
+    def __init__(
+        self,
+        start: Callable[[], _Node],
+        nodes: list[_Node],
+        address: str,
+        env: dict[str, str],
+        labels: Mapping[str, str],
+    ) -> None:
+        self._start, self._nodes, self._address = start, nodes, address
+        self._env, self._labels = env, labels
+        self.known: set[str] = set()  # ids of the labelled nodes started so far
+
+    def stop_newest(self) -> None:
+        workers = [n for n in self._nodes if n.name.startswith("worker")]
+        workers[-1].stop()
+
+    def start(self) -> str:
+        node = self._start()
+        running = sum(n.process.poll() is None for n in self._nodes)
+        listed: dict[str, dict[str, str]] = run_driver(
+            _NODES_SCRIPT,
+            self._address,
+            str(running),
+            env=self._env,
+            timeout=_START_TIMEOUT_S + 30,
+        )
+        node.check_running()
+        new = [
+            n
+            for n, lab in listed.items()
+            if all(lab.get(k) == v for k, v in self._labels.items()) and n not in self.known
+        ]
+        if len(listed) != running or len(new) != 1:
+            raise RuntimeError(f"alive nodes and their labels: {listed}\n{node.tail()}")
+        self.known.add(new[0])
+        return new[0]
+
+
 def _cluster_processes(sessions: set[int], temp_dir: Path, port: int) -> dict[int, str]:
     """Live processes of the cluster, by pid: those in a session a ``ray start`` leads, or
     naming its temp dir or GCS port (found with ``ps``, never by a program's name)."""
@@ -195,10 +250,11 @@ _NODES_SCRIPT = f"""
     import ray
 
     ray.init(address=sys.argv[1], logging_level="ERROR")
+    want = int(sys.argv[2]) if len(sys.argv) > 2 else 2  # alive nodes to wait for
     deadline = time.monotonic() + {_START_TIMEOUT_S}
     while True:
         alive = [n for n in ray.nodes() if n["Alive"]]
-        if len(alive) == 2 or time.monotonic() > deadline:
+        if len(alive) == want or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     print("{RESULT_MARK}" + json.dumps({{n["NodeID"]: n.get("Labels", {{}}) for n in alive}}))
@@ -264,14 +320,21 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
 
         _wait_for(gcs_answers, _START_TIMEOUT_S, "the head's GCS")
         labels = ",".join(f"{k}={v}" for k, v in worker_labels.items())
-        nodes.append(
-            _Node(
-                "worker",
+
+        def start_worker() -> _Node:
+            count = sum(n.name.startswith("worker") for n in nodes)
+            name = "worker" if count == 0 else f"worker-{count + 1}"
+            node = _Node(
+                name,
                 [f"--address={address}", f"--labels={labels}", *node_args()],
                 env,
-                temp_dir / "worker.log",
+                temp_dir / f"{name}.log",
             )
-        )
+            nodes.append(node)
+            return node
+
+        workers = _Workers(start_worker, nodes, address, env, worker_labels)
+        start_worker()
         listed: dict[str, dict[str, str]] = run_driver(
             _NODES_SCRIPT, address, env=env, timeout=_START_TIMEOUT_S + 30
         )
@@ -290,6 +353,7 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
         _wait_for(dashboard_answers, _START_TIMEOUT_S, "the head's dashboard")
         (worker_id,) = labelled
         (head_id,) = set(listed) - {worker_id}
+        workers.known.add(worker_id)
         yield LocalCluster(
             address=address,
             client_address=f"ray://127.0.0.1:{client_port}",
@@ -298,6 +362,7 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
             worker_id=worker_id,
             env=env,
             temp_dir=temp_dir,
+            _workers=workers,
         )
     finally:
         try:

@@ -183,3 +183,96 @@ def beyond_the_store(big_mib: int, part_mib: int) -> list:
     parts = [big_array(mib=part_mib, seed=i) for i in range(4)]
     four = array_sums(a=parts[0].output, b=parts[1].output, c=parts[2].output, d=parts[3].output)
     return array_sum(a=big_array(mib=big_mib, seed=0).after(four).output).output
+
+
+@dsl.component(num_cpus=1)
+def on_some_node(folder: str, name: str) -> str:
+    """Say which node runs this attempt (a line in ``{folder}/{name}``), then hold until
+    ``{folder}/release`` exists (up to 60 s); return ``name``."""
+    import ray  # in the step: this module is also imported where Ray is not running
+
+    with open(Path(folder) / name, "a") as f:
+        f.write(ray.get_runtime_context().get_node_id() + "\n")
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and not (Path(folder) / "release").exists():
+        time.sleep(0.05)
+    return name
+
+
+@dsl.component
+def joined(a: str, b: str) -> str:
+    return f"{a}+{b}"
+
+
+@dsl.pipeline(name="movable")
+def movable(folder: str) -> str:
+    """Two one-CPU steps side by side (on a two-node cluster of one CPU each, one per
+    node), retried if their worker dies, and a step after both."""
+    a = on_some_node(folder=folder, name="a").set_retry(2)
+    b = on_some_node(folder=folder, name="b").set_retry(2)
+    return joined(a=a.output, b=b.output).output
+
+
+SPARE_LABELS = {"raypipe.io/pool": "spare"}  # the worker node's labels in test_node_loss
+
+
+@dsl.pipeline(name="pinned")
+def pinned(folder: str) -> str:
+    """A step that may run only on nodes labelled ``raypipe.io/pool``, retried if its
+    worker dies."""
+    return (
+        on_some_node(folder=folder, name="pinned")
+        .set_retry(2)
+        .set_label_selector(SPARE_LABELS)
+        .output
+    )
+
+
+SECRET_SOURCE = "RAYPIPE_RELIABILITY_TOKEN"  # the driver's variable the secret is read from
+
+
+@dsl.component(env={"API_TOKEN": dsl.Secret(SECRET_SOURCE)}, track=True)
+def uses_token(greeting: str) -> str:
+    """Print the secret (as careless code would) and return its digest, which proves the
+    step had it."""
+    import hashlib
+
+    token = os.environ["API_TOKEN"]
+    print(f"{greeting}, calling the service with {token}")
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dsl.component
+def leaks_token() -> str:
+    """Fail with the secret in the error, as careless code would."""
+    raise ValueError(f"the service refused token {os.environ['TOKEN']}")
+
+
+@dsl.pipeline(name="with-secrets")
+def with_secrets(greeting: str = "hello") -> str:
+    """One step with a secret from its component, one from ``set_env_variable``."""
+    leaks_token().set_env_variable("TOKEN", dsl.Secret(SECRET_SOURCE))
+    return uses_token(greeting=greeting).output
+
+
+@dsl.component
+def privileges() -> dict:
+    """Who the step runs as, and what runs around it."""
+    parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return {
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "gid": os.getgid(),
+        "parent": parent,
+        "children": children,
+        "docker_socket_open": any(
+            os.path.realpath(f"/proc/self/fd/{fd}") == "/var/run/docker.sock"
+            for fd in os.listdir("/proc/self/fd")
+        ),
+    }
+
+
+@dsl.pipeline(name="privileges")
+def step_privileges() -> dict:
+    return privileges().output
