@@ -22,6 +22,8 @@ import raypipe.tracking
 from tests.reliability.pipelines import outage
 from tests.test_mlflow import MlflowServer
 
+pytestmark = pytest.mark.slow
+
 _WAIT_S = 60.0
 
 
