@@ -1,8 +1,10 @@
 """Pipelines the UI tests drive: a gated one whose steps end one by one, one that fails
 with a log, one that writes every kind of artifact the step panel previews, and a wide one
-with a 1,000-item loop."""
+with a 1,000-item loop, and one of 100 steps."""
 
 from __future__ import annotations
+
+import random
 
 from raypipe import dsl
 from raypipe.dsl import (
@@ -127,3 +129,27 @@ def one(i: int) -> int:
 def wide() -> None:
     with dsl.ParallelFor(list(range(1000)), parallelism=50) as i:
         one(i=i)
+
+
+@dsl.component
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def hundred_steps() -> dsl.Pipeline:
+    """100 steps, each reading one or two of the 20 before it, and three conditions."""
+    rng = random.Random(7)
+
+    @dsl.pipeline(name="ui-hundred")
+    def hundred(x: int = 1) -> int:
+        made = [add(a=x, b=0)]
+        for i in range(1, 100):
+            picks = rng.sample(made[max(0, i - 20) :], k=min(i, 2))
+            step = add(a=picks[0].output, b=picks[-1].output)
+            if i % 25 == 0:
+                with dsl.If(step.output > 3):
+                    add(a=step.output, b=1)
+            made.append(step)
+        return made[-1].output
+
+    return hundred

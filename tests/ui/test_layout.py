@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 
-from raypipe import dsl
 from raypipe.api.ui.graph import GraphNode, PipelineGraph, pipeline_graph
 from raypipe.api.ui.layout import Box, layered_layout
 from raypipe.spec.compiler import compile_pipeline
@@ -91,29 +90,6 @@ def test_edges_point_down_and_a_cycle_is_refused() -> None:
         raise AssertionError("a cycle was laid out")
 
 
-@dsl.component
-def add(a: int, b: int) -> int:
-    return a + b
-
-
-def _hundred_step_pipeline() -> dsl.Pipeline:
-    rng = random.Random(7)
-
-    @dsl.pipeline(name="hundred")
-    def hundred(x: int = 1) -> int:
-        made = [add(a=x, b=0)]
-        for i in range(1, 100):
-            picks = rng.sample(made[max(0, i - 20) :], k=min(i, 2))
-            step = add(a=picks[0].output, b=picks[-1].output)
-            if i % 25 == 0:
-                with dsl.If(step.output > 3):
-                    add(a=step.output, b=1)
-            made.append(step)
-        return made[-1].output
-
-    return hundred
-
-
 def _check(drawing: PipelineGraph) -> None:
     nodes = {n.id: n for n in drawing.nodes}
     for node in drawing.nodes:
@@ -138,7 +114,7 @@ def _check(drawing: PipelineGraph) -> None:
 
 
 def test_a_hundred_step_pipeline_with_conditions_draws_cleanly() -> None:
-    drawing = pipeline_graph(compile_pipeline(_hundred_step_pipeline()))
+    drawing = pipeline_graph(compile_pipeline(pipelines.hundred_steps()))
     assert sum(n.kind == "task" for n in drawing.nodes) == 103
     assert sum(n.kind == "condition" for n in drawing.nodes) == 3
     _check(drawing)

@@ -14,6 +14,7 @@ const SHORT = {
 };
 
 const TOP = 52; // the zoom buttons' strip: a fitted graph starts below it
+const READABLE = 0.85; // the smallest scale a graph opens at: 13 px labels stay about 11 px
 
 export function template(path) {
   return path.replace(/\[\d+\]/g, "");
@@ -78,7 +79,7 @@ export class GraphView {
     // a redraw (a loop folded or unfolded) keeps the keyboard on the node it was on
     if (focused) this.layer.querySelector(`.node[data-id="${CSS.escape(focused)}"]`)?.focus();
     this.paint();
-    if (first) this.fit();
+    if (first) this.fit(true);
     else this.apply();
   }
 
@@ -204,12 +205,20 @@ export class GraphView {
     this.layer.setAttribute("transform", `translate(${x},${y}) scale(${k})`);
   }
 
-  fit() {
+  // The whole graph in the window; with ``readable``, no smaller than READABLE (a large
+  // graph then opens at its top, centred, and **fit** shows all of it).
+  fit(readable = false) {
     if (!this.graph) return;
     const width = this.svg.clientWidth || 800;
     const height = this.svg.clientHeight || 500;
-    const k = Math.min(1.2, (width - 40) / Math.max(this.graph.width, 1), (height - TOP - 20) / Math.max(this.graph.height, 1));
-    this.view = { k, x: (width - this.graph.width * k) / 2, y: TOP };
+    let k = Math.min(1.2, (width - 40) / Math.max(this.graph.width, 1), (height - TOP - 20) / Math.max(this.graph.height, 1));
+    if (readable) k = Math.max(k, READABLE);
+    let x = (width - this.graph.width * k) / 2;
+    if (x < 0) { // wider than the window at this scale: centre on the first step instead
+      const top = this.graph.nodes.reduce((a, b) => (b.y < a.y || (b.y === a.y && b.x < a.x) ? b : a));
+      x = Math.min(20, Math.max(width - 20 - this.graph.width * k, width / 2 - (top.x + top.width / 2) * k));
+    }
+    this.view = { k, x, y: TOP };
     this.apply();
   }
 
