@@ -92,9 +92,9 @@ class ExecutionLeader:
         )
         if held and not self._leading:
             _log.info("this process (%s) runs the executor", self.executor.owner_id)
-            self._leading = True
             self.executor.start()
             self.scheduler.start()
+            self._leading = True
         elif not held and self._leading:
             # Another process took the lease: this one was silent longer than the lease
             # (a long stall). Stop without releasing the runs; their leases expire, and

@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from raypipe.api.executor import RunExecutor
+from raypipe.api.leadership import EXECUTOR_LEASE, ExecutionLeader
+from raypipe.api.recurring import RecurringScheduler
 from raypipe.api.store import Conflict, NotFound, RunState, Store
 from raypipe.api.store.write_lock import SqliteWriteLock
 from tests.service.test_store import NS, OTHER, new_run, run_in_threads
@@ -73,3 +76,29 @@ def test_sqlite_writers_of_two_stores_on_one_file_take_turns(tmp_path: Path) -> 
         assert one.count_runs(NS) == 20
         lock = one._write_lock
         assert isinstance(lock, SqliteWriteLock) and lock.path.endswith("service.db.write-lock")
+
+
+def test_one_of_two_service_processes_executes_and_the_other_takes_over(store: Store) -> None:
+    def leader(owner: str) -> ExecutionLeader:
+        executor = RunExecutor(store, owner_id=owner, lease_seconds=0.6, poll_seconds=0.05)
+        return ExecutionLeader(store, executor, RecurringScheduler(store, executor))
+
+    first, second = leader("proc-1"), leader("proc-2")
+    first.start()
+    second.start()
+    try:
+        assert first.is_leader and first.executor.running
+        assert not second.is_leader and not second.executor.running
+        first.stop()  # a clean stop releases the lease: the other takes it at its next try
+        assert not first.executor.running
+        deadline = time.monotonic() + 30
+        while not second.is_leader:
+            assert time.monotonic() < deadline, "the second process never took the lease"
+            time.sleep(0.05)
+        assert second.executor.running
+        holder = store.lease_holder(EXECUTOR_LEASE)
+        assert holder is not None and holder.owner_id == "proc-2"
+    finally:
+        first.stop()
+        second.stop()
+    assert store.lease_holder(EXECUTOR_LEASE) is None
