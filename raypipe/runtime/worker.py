@@ -420,7 +420,17 @@ def execute_step(
         entry = lookup(store, cache.key)
         if entry is not None:
             return _from_cache(entry, component, run, task, inputs, store, node_id, node_ip)
-    func = call if call is not None else _function(component)
+    try:
+        func = call if call is not None else _function(component)
+    except Exception as exc:  # e.g. a module it imports is missing on this node: a failure
+        # of the step (retrying on the same worker would not help), not a dead worker
+        now = time.time()
+        error = StepError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}",
+            f"cannot load the step's function on node {node_ip}: {exc}",
+            "".join(traceback.format_exception(exc)),
+        )
+        return _failed(run, task, output_names, [Attempt(1, now, now, error)], node_id, node_ip)
     staged = component.needs_staging and not store.is_local
     ledger = _Ledger(run, task, policy, node_id, node_ip) if policy.records_attempts else None
     attempts: list[Attempt] = ledger.previous() if ledger is not None else []

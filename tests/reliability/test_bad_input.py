@@ -242,3 +242,18 @@ def test_a_damaged_payload_fails_when_the_spec_loads_naming_the_component(payloa
     (problem,) = caught.value.problems
     assert problem.path is not None
     assert problem.path.startswith("components.double.python.payload"), problem.path
+
+
+def test_a_payload_that_cannot_be_loaded_fails_its_step_not_as_a_crash() -> None:
+    """A payload that looks whole but is cut short (it loads as a spec) fails the step
+    that cannot load it, with the reason; it is not reported as a dead worker."""
+    document = copy.deepcopy(_DOCUMENT)
+    python = document["components"]["double"]["python"]
+    python["payload"] = base64.b64encode(base64.b64decode(python["payload"])[:40]).decode()
+    spec = loads(yaml.safe_dump(document), source="fuzz.yaml")
+    result = raypipe.run(spec, dict(_VALID), tracking=False)
+    assert result.status == "FAILED"
+    assert result.error is not None
+    assert result.error.task.endswith("double")
+    assert result.error.type == "_pickle.UnpicklingError"
+    assert "cannot load the step's function on node" in result.error.message
