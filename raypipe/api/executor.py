@@ -32,6 +32,8 @@ from typing import Any
 from raypipe.api.spec_cache import SpecCache
 from raypipe.api.store import ACTIVE_STATES, RunState, Store
 from raypipe.api.store.records import Run
+from raypipe.errors import ClusterConnectionError
+from raypipe.runtime.cluster import connect
 from raypipe.runtime.config import RuntimeConfig
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
@@ -93,6 +95,7 @@ class RunExecutor:
         self.poll_seconds = poll_seconds
         self._driven: dict[str, _Driven] = {}
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()
         self._taking = threading.Lock()  # starting a new run vs. terminating it, here
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -152,6 +155,7 @@ class RunExecutor:
                 source=f"run {run.run_id}",
             )
             experiment = self._experiment_name(stored)
+            self._connect()
             handle = _submit(spec, stored, experiment, self.address)
         except Exception as exc:  # a bad IR, arguments, resources, cluster: the run's end
             self._end(run.namespace, run.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
@@ -236,7 +240,19 @@ class RunExecutor:
         else:
             self._resume(run)
 
+    def _connect(self) -> None:
+        """Connect this process to Ray, one thread at a time: the loop and the recurring
+        scheduler (and resume threads) calling ``ray.init`` at once on a fresh process
+        collide ("Perhaps you called ray.init twice by accident?") and fail a run."""
+        with self._connecting:
+            connect(self.address)
+
     def _resume(self, run: Run) -> None:
+        try:
+            self._connect()
+        except ClusterConnectionError as exc:
+            self._end(run.namespace, run.run_id, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+            return
         driven = _Driven(run.namespace, run.run_id)
 
         def resume() -> None:
