@@ -6,7 +6,8 @@ way ``tests/test_service_api.py`` does (same command, same environment), with to
 extra options the tests here need; :class:`ServerProcess` waits for it and ends it.
 
 Example:
-    >>> with ServerProcess.start(f"sqlite:///{tmp}/service.db", home, log) as server:  # doctest: +SKIP
+    >>> database = f"sqlite:///{tmp}/service.db"
+    >>> with ServerProcess.start(database, home, log) as server:  # doctest: +SKIP
     ...     httpx.get(f"{server.base}/healthz")
 """
 

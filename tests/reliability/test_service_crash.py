@@ -141,10 +141,10 @@ def test_runs_and_schedules_survive_a_killed_service(tmp_path: Path, raypipe_hom
     step = timedelta(seconds=INTERVAL_S)
     with Store(database) as store:
         for recurring_run_id in schedule_ids:
-            ticked = store.list_runs(
+            started = store.list_runs(
                 "default", RunFilter(recurring_run_id=recurring_run_id), page_size=1000
             ).items
-            ticks = sorted(r.scheduled_at.astimezone(timezone.utc) for r in ticked)
+            ticks = sorted(r.scheduled_at.astimezone(timezone.utc) for r in started)
             assert len(set(ticks)) == len(ticks), f"{recurring_run_id}: a tick ran twice"
             expected = [start + step * k for k in range(len(ticks))]
             assert ticks == expected, f"{recurring_run_id}: ticks lost: {ticks}"
