@@ -11,14 +11,14 @@ after another, the order rotated each round so that no system always runs first 
 on this shared machine. A worker sets its system up (untimed), runs each workload once
 untimed (warm-up) and then ``--reps`` timed runs. kfp.local gets a process per workload
 and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a 4-step
-warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and w2 at 10 steps unless
-``--full`` (a step costs it about half a second: 1,000 steps would take 10 minutes), and
-the report projects them to full size.
+warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and w2
+at 10 steps unless ``--full`` (a step costs it about half a second: 1,000 steps would take
+10 minutes), and the report projects them to full size.
 
 Writes ``results.md`` and ``results.png`` beside this file (``--output-dir``); the raw
 samples as ``results.json``. Prints package versions and the load average of each run.
 
-Usage: ``python benchmarks/suite.py [--rounds 3] [--reps 1] [--systems raypipe prefect ...]
+Usage: ``python benchmarks/suite.py [--rounds 2] [--reps 1] [--systems raypipe prefect ...]
 [--workloads w1 w2 ...] [--full]``.
 """
 
@@ -111,7 +111,7 @@ def _revision() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="3+ if time allows")
     parser.add_argument("--reps", type=int, default=1, help="timed runs per worker process")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (not kfp)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)

@@ -139,7 +139,7 @@ def _memory_table(memory: dict[str, list[MemorySample]], table: dict[str, Row]) 
         "|---|---:|---:|---:|---|---|---:|---:|",
     ]
     for system in (RAYPIPE, UNTRACKED, RAW):
-        if system not in table and system not in memory:
+        if system not in table and not memory.get(system):
             continue
         row = table.get(system)
         mem = memory.get(system, [])
