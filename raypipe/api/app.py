@@ -153,8 +153,9 @@ def create_app(
     app.include_router(ui_router(store, namespace_of))  # the web UI: / and /ui/api
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, str]:
-        """Liveness: answers without a token."""
+    async def healthz() -> dict[str, str]:
+        """Liveness: answers without a token. ``async``: on the event loop, not queued
+        behind busy request threads (a burst of creates held a sync one for 250 ms)."""
         return {"status": "ok", "database": store.backend}
 
     # -- experiments ----------------------------------------------------------------------
