@@ -62,7 +62,13 @@ CHECKS = [not_a_server_error, negative_data_rejection, response_schema_conforman
 
 
 def _app(store: Store) -> FastAPI:
-    return create_app(store, execute=False, tokens=parse_tokens(f"{TOKEN}:{NAMESPACE}"))
+    return fuzz_app(store, tokens=f"{TOKEN}:{NAMESPACE}")
+
+
+def fuzz_app(store: Store, *, tokens: str) -> FastAPI:
+    """The app under fuzz: records only, nothing runs; ``tokens`` as in
+    ``RAYPIPE_API_TOKENS`` (``""``: none configured, the service is open)."""
+    return create_app(store, execute=False, tokens=parse_tokens(tokens))
 
 
 def _openapi_document() -> dict[str, Any]:
@@ -74,20 +80,28 @@ def _openapi_document() -> dict[str, Any]:
 
 
 DOCUMENT = _openapi_document()
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": SEED,
-        "headers": AUTH,
-        "generation": {
-            "mode": "all",
-            "max-examples": EXAMPLES_PER_OPERATION,
-            "deterministic": True,
-        },
-        # schemathesis also accepts a 5xx for invalid data by default: here it must be a 4xx
-        "checks": {"negative_data_rejection": {"expected-statuses": ["4xx"]}},
-    }
-)
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+
+
+def fuzz_schema(headers: dict[str, str], examples: int = EXAMPLES_PER_OPERATION) -> Any:
+    """The schemathesis schema of ``DOCUMENT``: every request sends ``headers``, a fixed
+    seed, deterministic generation of valid and invalid data."""
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "headers": headers,
+            "generation": {
+                "mode": "all",
+                "max-examples": examples,
+                "deterministic": True,
+            },
+            # schemathesis also accepts a 5xx for invalid data by default: here, a 4xx
+            "checks": {"negative_data_rejection": {"expected-statuses": ["4xx"]}},
+        }
+    )
+    return schemathesis.openapi.from_dict(DOCUMENT, config=config)
+
+
+schema = fuzz_schema(AUTH)
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raypipe.api.auth import DEFAULT_NAMESPACE, Tokens, tokens_from_env
 from raypipe.api.executor import RunExecutor
@@ -147,8 +149,8 @@ def create_app(
     )
     app.state.store, app.state.executor, app.state.recurring = store, runner, recurring
     app.state.leader = leader
-    _install_error_handlers(app)
     namespace_of = _namespace_dependency(tokens)
+    _install_error_handlers(app, namespace_of)
     Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
     app.include_router(ui_router(store, namespace_of))  # the web UI: / and /ui/api
 
@@ -577,7 +579,7 @@ def _namespace_dependency(tokens: Tokens) -> Callable[[Request], str]:
     return namespace_of
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, namespace_of: Callable[[Request], str]) -> None:
     for error, status in _STATUS.items():
 
         def handler(_: Request, exc: Exception, status: int = status) -> JSONResponse:
@@ -596,8 +598,27 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SpecLoadError, load_error)
     app.add_exception_handler(PipelineArgumentError, load_error)
 
-    def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    async def refused(request: Request) -> Response | None:
+        """A 401 for a caller without a valid token: FastAPI reads and checks a body
+        before the token, so an unknown caller would learn how its body was wrong."""
+        try:
+            namespace_of(request)
+        except HTTPException as exc:
+            return await http_exception_handler(request, exc)
+        return None
+
+    async def unreadable_body(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # "There was an error parsing the body"
+            return await refused(request) or await http_exception_handler(request, exc)
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, unreadable_body)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if (refusal := await refused(request)) is not None:
+            return refusal
         details = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
