@@ -26,8 +26,20 @@ from types import TracebackType
 import httpx
 import ray
 
+from raypipe.api.server import CONFIG_ENV, ServerConfig
+
 REPO = Path(__file__).parent.parent.parent
 WAIT_S = 120.0
+
+# ``raypipe server``'s app with every logger at DEBUG and uvicorn's at TRACE (request lines,
+# ASGI messages): what ``raypipe server`` runs, at its most verbose
+_VERBOSE_SERVER = """
+import logging, sys, uvicorn
+from raypipe.api.server import NoDelayHttpProtocol
+logging.basicConfig(level=logging.DEBUG)
+uvicorn.run("raypipe.api.server:app_from_environment", factory=True, port=int(sys.argv[1]),
+            http=NoDelayHttpProtocol, log_level="trace", access_log=True)
+"""
 
 
 def free_port() -> int:
@@ -76,9 +88,18 @@ class ServerProcess:
         *options: str,
         port: int | None = None,
         tokens: str | None = None,
+        verbose: bool = False,
     ) -> ServerProcess:
-        """``raypipe server`` on ``database`` (a free port unless given), up and answering."""
+        """``raypipe server`` on ``database`` (a free port unless given), up and answering;
+        ``verbose``: its app with every logger at DEBUG, uvicorn's at TRACE."""
         port = port or free_port()
+        env = server_env(database, home, tokens)
+        address = ray.get_runtime_context().gcs_address
+        if verbose:
+            config = ServerConfig(port=port, address=address, lease_seconds=2)
+            env[CONFIG_ENV] = config.model_dump_json()
+            command = [sys.executable, "-c", _VERBOSE_SERVER, str(port)]
+            return cls._launch(command, env, port, log)
         command = [
             sys.executable,
             "-m",
@@ -87,15 +108,21 @@ class ServerProcess:
             "--port",
             str(port),
             "--address",
-            ray.get_runtime_context().gcs_address,
+            address,
             "--lease-seconds",
             "2",
             *options,
         ]
+        return cls._launch(command, env, port, log)
+
+    @classmethod
+    def _launch(
+        cls, command: list[str], env: dict[str, str], port: int, log: Path
+    ) -> ServerProcess:
         with log.open("ab") as output:  # the child has its own copy of the descriptor
             process = subprocess.Popen(
                 command,
-                env=server_env(database, home, tokens),
+                env=env,
                 cwd=REPO,
                 stdout=output,
                 stderr=subprocess.STDOUT,
