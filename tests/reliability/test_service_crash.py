@@ -149,4 +149,7 @@ def test_runs_and_schedules_survive_a_killed_service(tmp_path: Path, raypipe_hom
             expected = [start + step * k for k in range(len(ticks))]
             assert ticks == expected, f"{recurring_run_id}: ticks lost: {ticks}"
             # the ticks of the downtime were caught up, and the new instance ticked on
+            missed = [t for t in ticks if killed_at <= t < restarted_at]
+            assert missed, (recurring_run_id, ticks, killed_at, restarted_at)
             assert ticks[-1] >= restarted_at - step, (recurring_run_id, ticks, killed_at)
+            print(f"{recurring_run_id}: {len(ticks)} ticks, {len(missed)} while down, caught up")
