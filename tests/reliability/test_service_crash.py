@@ -3,11 +3,13 @@ active, then started again on the same store.
 
 Runs of two slow steps (1 s each) are created through the API, and schedules that tick
 every 2 s with catch-up; once runs are in flight the server is killed (no shutdown code
-runs) and kept down for a few ticks, then a new server process starts on the same SQLite
+runs) and kept down for a few ticks, then a new server process starts on the same
 store. Checked: every run and schedule is still listed; every run ends ``SUCCEEDED`` (the
 new instance takes over the dead one's runs when its 2 s lease runs out); each schedule
 has exactly one run per tick, its ticks contiguous from its start time to after the
-restart (the ticks missed while the server was down are caught up once each).
+restart (the ticks missed while the server was down are caught up once each). On both
+stores: a SQLite file and a PostgreSQL schema (``RAYPIPE_TEST_POSTGRES_URL``, as the
+store's tests).
 
 ``make test`` runs 12 runs and 3 schedules; ``RAYPIPE_RELIABILITY_FULL=1`` runs the
 issue's 50 and 5.
@@ -30,6 +32,9 @@ from raypipe.api.store import RunFilter, Store
 from tests.reliability.pipelines import full_counts
 from tests.reliability.service_pipelines import slow_sum, tiny
 from tests.reliability.service_process import ServerProcess
+from tests.service.conftest import postgres_server, store_url
+
+__all__ = ["postgres_server", "store_url"]  # fixtures: a SQLite file, a PostgreSQL schema
 
 RUNS, SCHEDULES = (50, 5) if full_counts() else (12, 3)
 INTERVAL_S = 2
@@ -50,8 +55,10 @@ def _all_runs(http: httpx.Client) -> list[dict[str, Any]]:
     return runs
 
 
-def test_runs_and_schedules_survive_a_killed_service(tmp_path: Path, raypipe_home: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'service.db'}"
+def test_runs_and_schedules_survive_a_killed_service(
+    tmp_path: Path, raypipe_home: Path, store_url: str
+) -> None:
+    database = store_url
     log = tmp_path / "server.log"
     start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=3)
     with ServerProcess.start(database, raypipe_home, log) as first:
