@@ -80,7 +80,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -88,7 +88,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return True
@@ -126,7 +126,7 @@ def run_driver(script: str, *args: str, env: Mapping[str, str], timeout: float) 
     )
 
 
-class _Node:
+class RayStartNode:
     """One ``ray start --block`` process, leader of a session of its own."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
@@ -168,8 +168,8 @@ class _Workers:
 
     def __init__(
         self,
-        start: Callable[[], _Node],
-        nodes: list[_Node],
+        start: Callable[[], RayStartNode],
+        nodes: list[RayStartNode],
         address: str,
         env: dict[str, str],
         labels: Mapping[str, str],
@@ -225,7 +225,7 @@ def _cluster_processes(sessions: set[int], temp_dir: Path, port: int) -> dict[in
     return found
 
 
-def _stop_cluster(nodes: list[_Node], temp_dir: Path, port: int) -> None:
+def stop_cluster(nodes: list[RayStartNode], temp_dir: Path, port: int) -> None:
     """Stop the nodes, check that all their processes went, and SIGKILL any that did not."""
     for node in reversed(nodes):  # the worker first, while the head's GCS still answers
         node.stop()
@@ -235,13 +235,13 @@ def _stop_cluster(nodes: list[_Node], temp_dir: Path, port: int) -> None:
         return not _cluster_processes(sessions, temp_dir, port)
 
     try:
-        _wait_for(gone, _STOP_TIMEOUT_S, "the cluster's processes to exit")
+        wait_for(gone, _STOP_TIMEOUT_S, "the cluster's processes to exit")
     except TimeoutError:
         left = _cluster_processes(sessions, temp_dir, port)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-        _wait_for(gone, _STOP_TIMEOUT_S, "SIGKILLed processes to exit")
+        wait_for(gone, _STOP_TIMEOUT_S, "SIGKILLed processes to exit")
         raise AssertionError(f"processes outlived `ray start` (SIGKILLed): {left}") from None
 
 
@@ -295,9 +295,9 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
             f"--runtime-env-agent-port={free_port()}",
         ]
 
-    nodes: list[_Node] = []
+    nodes: list[RayStartNode] = []
     try:
-        head = _Node(
+        head = RayStartNode(
             "head",
             [
                 "--head",
@@ -316,15 +316,15 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
 
         def gcs_answers() -> bool:
             head.check_running()
-            return _answers(port)
+            return answers(port)
 
-        _wait_for(gcs_answers, _START_TIMEOUT_S, "the head's GCS")
+        wait_for(gcs_answers, _START_TIMEOUT_S, "the head's GCS")
         labels = ",".join(f"{k}={v}" for k, v in worker_labels.items())
 
-        def start_worker() -> _Node:
+        def start_worker() -> RayStartNode:
             count = sum(n.name.startswith("worker") for n in nodes)
             name = "worker" if count == 0 else f"worker-{count + 1}"
-            node = _Node(
+            node = RayStartNode(
                 name,
                 [f"--address={address}", f"--labels={labels}", *node_args()],
                 env,
@@ -348,9 +348,9 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
 
         def dashboard_answers() -> bool:
             head.check_running()
-            return _answers(dashboard_port)
+            return answers(dashboard_port)
 
-        _wait_for(dashboard_answers, _START_TIMEOUT_S, "the head's dashboard")
+        wait_for(dashboard_answers, _START_TIMEOUT_S, "the head's dashboard")
         (worker_id,) = labelled
         (head_id,) = set(listed) - {worker_id}
         workers.known.add(worker_id)
@@ -366,6 +366,6 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
         )
     finally:
         try:
-            _stop_cluster(nodes, temp_dir, port)
+            stop_cluster(nodes, temp_dir, port)
         finally:
             shutil.rmtree(temp_dir, ignore_errors=True)

@@ -27,15 +27,15 @@ import yaml
 
 from raypipe.kuberay import JobOptions, cluster_manifest, job_manifests
 from raypipe.kuberay.job import IR_DIRECTORY, IR_FILE
-from tests.kuberay import pipelines as p
-from tests.test_cluster import (
-    _answers,
-    _free_port,
-    _hermetic_env,
-    _Node,
-    _stop_cluster,
-    _wait_for,
+from tests.cluster.local_cluster import (
+    RayStartNode,
+    answers,
+    free_port,
+    hermetic_env,
+    stop_cluster,
+    wait_for,
 )
+from tests.kuberay import pipelines as p
 
 _START_TIMEOUT_S = 90.0
 _JOB_TIMEOUT_S = 240.0
@@ -70,7 +70,7 @@ def grouped_cluster() -> Iterator[GroupedCluster]:
     head_group = manifest["spec"]["headGroupSpec"]
     (default_group,) = manifest["spec"]["workerGroupSpecs"]
     temp_dir = Path(tempfile.mkdtemp(prefix="raypipe-kuberay-"))
-    env = _hermetic_env(
+    env = hermetic_env(
         RAY_AUTH_MODE="disabled",  # set explicitly: a ~/.ray/auth_token would turn it on
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
         RAYPIPE_HOME=str(temp_dir / "home"),
@@ -78,21 +78,21 @@ def grouped_cluster() -> Iterator[GroupedCluster]:
         # the image's PATH: `raypipe` and `ray` where this Python has them
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
 
     def common() -> list[str]:
         return [
             "--node-ip-address=127.0.0.1",
             "--disable-usage-stats",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
         ]
 
     head_args = [
         a for a in _ray_start_args(head_group) if not a.startswith("--dashboard-host")
     ]  # the Jobs API on loopback here, not 0.0.0.0
-    nodes: list[_Node] = []
+    nodes: list[RayStartNode] = []
     try:
-        head = _Node(
+        head = RayStartNode(
             "head",
             [
                 "--head",
@@ -101,7 +101,7 @@ def grouped_cluster() -> Iterator[GroupedCluster]:
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dashboard}",
-                f"--ray-client-server-port={_free_port()}",
+                f"--ray-client-server-port={free_port()}",
                 *head_args,
                 *common(),
             ],  # fmt: skip
@@ -112,11 +112,11 @@ def grouped_cluster() -> Iterator[GroupedCluster]:
 
         def dashboard_answers() -> bool:
             head.check_running()
-            return _answers(port) and _answers(dashboard)
+            return answers(port) and answers(dashboard)
 
-        _wait_for(dashboard_answers, _START_TIMEOUT_S, "the head's GCS and dashboard")
+        wait_for(dashboard_answers, _START_TIMEOUT_S, "the head's GCS and dashboard")
         nodes.append(
-            _Node(
+            RayStartNode(
                 "worker",
                 [f"--address=127.0.0.1:{port}", *_ray_start_args(default_group), *common()],
                 env,
@@ -126,7 +126,7 @@ def grouped_cluster() -> Iterator[GroupedCluster]:
         yield GroupedCluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env, temp_dir)
     finally:
         try:
-            _stop_cluster(nodes, temp_dir, port)
+            stop_cluster(nodes, temp_dir, port)
         finally:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
