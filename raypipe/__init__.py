@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # what the names are; at run time they are imported on first 
         SpecLoadError,
         StepFailedError,
     )
-    from raypipe.replay import replay
+    from raypipe.replaying import replay
     from raypipe.runtime.events import RunObserver
     from raypipe.runtime.failures import (
         InfeasibleResourcesError,
@@ -75,7 +75,7 @@ __getattr__, __dir__ = lazy_exports(
             ],
             "raypipe.errors",
         ),
-        "replay": "raypipe.replay",
+        "replay": "raypipe.replaying",
         "RunObserver": "raypipe.runtime.events",
         **dict.fromkeys(
             [

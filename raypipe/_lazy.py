@@ -30,6 +30,12 @@ def lazy_exports(
     ``import raypipe.spec`` would.
     """
 
+    # A name that is also a submodule would be replaced by the module as soon as anything
+    # imports that submodule (the import system sets the package attribute).
+    clashes = sorted(name for name, source in exports.items() if source == f"{package}.{name}")
+    if clashes:
+        raise ValueError(f"{package}: exported names are also submodules: {clashes}")
+
     def __getattr__(name: str) -> Any:
         source = exports.get(name)
         if source is None:

@@ -600,7 +600,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from raypipe.replay import replay
+    from raypipe.replaying import replay
 
     replayed = replay(args.run_id, args.task, debug=args.pdb)
     print(f"{args.task} of run {args.run_id} returned: {replayed.value!r}")

@@ -11,7 +11,7 @@ import pytest
 import raypipe
 from raypipe import dsl
 from raypipe.dsl import Dataset, Input, Output
-from raypipe.replay import ReplayError
+from raypipe.replaying import ReplayError
 from raypipe.tracking.lineage import LineageWriter
 
 
