@@ -440,19 +440,24 @@ def test_ctrl_c_during_run_cancels_every_step_it_submitted(tmp_path: Path) -> No
 
     @dsl.pipeline(name="interrupted")
     def interrupted(marker: str) -> int:
-        # No CPU: it starts even if an earlier test of the session left work holding one
-        # (in one full run it never started within 60 s; not reproduced alone)
-        return sleepy(seconds=600, marker=marker).set_cpu_limit("0").output
+        return sleepy(seconds=600, marker=marker).output
 
     def press_ctrl_c() -> None:
         _eventually(lambda: marker.exists() and marker.read_text() != "")
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
+    # Python leaves SIGINT ignored when it starts ignoring it, as everything started in the
+    # background by a non-interactive shell does (a CI script run with `&`): Ctrl-C as a
+    # terminal delivers it needs Python's own handler.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
-    with pytest.raises(KeyboardInterrupt):
-        raypipe.run(interrupted, {"marker": str(marker)})
-    presser.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            raypipe.run(interrupted, {"marker": str(marker)})
+    finally:
+        presser.join()
+        signal.signal(signal.SIGINT, handler)
     pid = int(marker.read_text())
     _eventually(lambda: not _alive(pid), timeout=2.0)
 
