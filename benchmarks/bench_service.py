@@ -650,33 +650,35 @@ def profile(args: argparse.Namespace) -> None:
                 }
             )
 
+            loop = asyncio.new_event_loop()  # the hot routes are ``async``
+
             def created() -> Any:
-                return create.endpoint(body=body, ns=NAMESPACE)
+                return loop.run_until_complete(create.endpoint(body=body, ns=NAMESPACE))
 
             def listed() -> Any:
-                return listing.endpoint(
-                    ns=NAMESPACE,
-                    page_size=50,
-                    page_token=None,
-                    sort_by="-created_at",
-                    experiment_id=fixture.experiments[0],
-                    pipeline_version_id=None,
-                    recurring_run_id=None,
-                    state=["SUCCEEDED"],
-                    name_contains=None,
-                    storage_state=None,
+                return loop.run_until_complete(
+                    listing.endpoint(
+                        ns=NAMESPACE,
+                        page_size=50,
+                        page_token=None,
+                        sort_by="-created_at",
+                        experiment_id=fixture.experiments[0],
+                        pipeline_version_id=None,
+                        recurring_run_id=None,
+                        state=["SUCCEEDED"],
+                        name_contains=None,
+                        storage_state=None,
+                        pipeline_id=None,
+                    )
                 )
 
-            for name, call, route in (("create", created, create), ("list", listed, listing)):
+            for name, call in (("create", created), ("list", listed)):
                 call()
                 profiler = cProfile.Profile()
                 began = time.perf_counter()
                 profiler.enable()
                 for _ in range(args.single):
-                    result = call()
-                    # what FastAPI does with the returned model: validate it, write JSON
-                    assert route.response_field is not None
-                    route.response_field.serialize(result, mode="json")
+                    call()  # the route returns its response, JSON written
                 profiler.disable()
                 each = (time.perf_counter() - began) / args.single * 1000
                 out = io.StringIO()

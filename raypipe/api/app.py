@@ -151,8 +151,14 @@ def create_app(
     app.state.leader = leader
     namespace_of = _namespace_dependency(tokens)
     _install_error_handlers(app, namespace_of)
-    Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
-    app.include_router(ui_router(store, namespace_of))  # the web UI: / and /ui/api
+
+    async def caller_namespace(request: Request) -> str:
+        # ``async``: a sync dependency would cost every request a hop to the thread pool
+        # of its own before its route's; reading a header needs no thread.
+        return namespace_of(request)
+
+    Namespace = Annotated[str, Depends(caller_namespace)]  # noqa: N806 - a type alias
+    app.include_router(ui_router(store, caller_namespace))  # the web UI: / and /ui/api
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, str]:
@@ -313,8 +319,15 @@ def create_app(
             spec_json = spec.model_dump_json(by_alias=True)
         return spec_json, _arguments(spec, body.parameters())
 
+    # The hottest routes (create, list and get a run) are ``async``: they run on the event
+    # loop, one at a time, in the order their requests arrived. Their work is a millisecond
+    # or two of Python and SQL under one GIL, which threads cannot run in parallel:
+    # through the thread pool each request paid two hand-offs, and under load the event
+    # loop (and ``/healthz``) waited for the GIL behind every request thread. (Routes that
+    # read files or take longer, such as logs and downloads, stay in the thread pool.)
+
     @app.post(f"{API_PREFIX}/runs", tags=["runs"], response_model=RunBody)
-    def create_run(body: CreateRun, ns: Namespace) -> Response:
+    async def create_run(body: CreateRun, ns: Namespace) -> Response:
         spec_json, arguments = checked_source(ns, body)
         experiment_id = body.experiment_id or store.default_experiment(ns).experiment_id
         run = store.create_run(
@@ -335,7 +348,7 @@ def create_app(
         return _json(RunBody.of(run, include_spec=False))
 
     @app.get(f"{API_PREFIX}/runs", tags=["runs"], response_model=ListRuns)
-    def list_runs(
+    async def list_runs(
         ns: Namespace,
         page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
         page_token: str | None = None,
@@ -363,12 +376,10 @@ def create_app(
             page_size=page_size,
             page_token=page_token,
         )
-        return _json(
-            ListRuns(runs=[RunBody.of(r) for r in page.items], next_page_token=page.next_page_token)
-        )
+        return _json(ListRuns.of(page))
 
     @app.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunBody)
-    def get_run(run_id: str, ns: Namespace) -> Response:
+    async def get_run(run_id: str, ns: Namespace) -> Response:
         return _json(RunBody.of(store.get_run(ns, run_id)))
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}:terminate", tags=["runs"])

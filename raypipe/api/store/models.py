@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -76,6 +77,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: Any
+    ) -> Callable[[Any], datetime | None] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        # SQLite hands back the text this type wrote ("2026-12-06 13:01:02.345678"):
+        # ``fromisoformat`` reads it in C, where SQLAlchemy's reader takes a regular
+        # expression and two Python calls a value (three times a listed run).
+        def read(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise TypeError(f"expected a time as text from SQLite, got {value!r}")
+            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+
+        return read
 
 
 class Base(DeclarativeBase):

@@ -17,7 +17,7 @@ import asyncio
 import json
 import mimetypes
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -72,7 +72,7 @@ class LineageView(BaseModel):
     downstream: list[dict[str, Any]]
 
 
-def ui_router(store: Store, namespace_of: Callable[[Request], str]) -> APIRouter:
+def ui_router(store: Store, namespace_of: Callable[[Request], Awaitable[str]]) -> APIRouter:
     """The UI's routes over ``store``, with the REST API's namespace dependency."""
     router = APIRouter(include_in_schema=False)
     Namespace = Annotated[str, Depends(namespace_of)]  # noqa: N806 - a type alias
