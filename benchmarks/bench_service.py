@@ -163,7 +163,7 @@ def serving(url: str, workers: int, threads: int | None = None) -> Iterator[Serv
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    from raypipe.api.server import CONFIG_ENV, ServerConfig
+    from raypipe.api.server import ServerConfig
 
     config = ServerConfig(port=port, workers=workers, execute=False)
     if threads is not None:
@@ -172,29 +172,19 @@ def serving(url: str, workers: int, threads: int | None = None) -> Iterator[Serv
         **os.environ,
         "RAYPIPE_DATABASE_URL": url,
         "RAYPIPE_API_TOKENS": f"{TOKEN}:{NAMESPACE}",
-        CONFIG_ENV: config.model_dump_json(),
         "RAYPIPE_TRACKING": "0",
+        # this checkout's raypipe, and bench_service for the worker processes
+        "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]),
     }
     env.pop("RAYPIPE_API_TOKEN_FILE", None)
+    # raypipe.api.server.serve, as `raypipe server` runs it, with this module's app factory
     command = [
         sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
+        "-c",
+        "import sys; from raypipe.api.server import ServerConfig, serve; "
+        "serve(ServerConfig.model_validate_json(sys.argv[1]), factory=sys.argv[2])",
+        config.model_dump_json(),
         "bench_service:server_app",
-        "--app-dir",
-        str(HERE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--workers",
-        str(workers),
-        "--http",  # as raypipe server runs it (raypipe.api.server.serve)
-        "raypipe.api.server:NoDelayHttpProtocol",
     ]
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(command, env=env, cwd=HERE.parent, stdout=log, stderr=log)

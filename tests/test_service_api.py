@@ -3,6 +3,7 @@ a service process killed with SIGKILL whose run the next instance finishes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import ray
 from fastapi.testclient import TestClient
@@ -489,3 +491,62 @@ def test_two_server_workers_one_executes_each_run_exactly_once(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_server_workers_share_connections_and_a_killed_one_is_replaced(
+    tmp_path: Path, raypipe_home: Path
+) -> None:
+    """``--workers 2``: each process listens on its own socket, so connections opened at
+    once reach both (uvicorn's shared socket gave one process all 50 of a burst); a
+    worker killed with SIGKILL is replaced; SIGTERM stops them all."""
+    database = f"sqlite:///{tmp_path / 'service.db'}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    server = _serve(database, port, raypipe_home, log, "--workers", "2")
+    parent = psutil.Process(server.pid)
+
+    def listening() -> dict[int, psutil.Process]:
+        found = {}
+        for child in parent.children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if any(
+                    c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                    for c in child.net_connections("tcp")
+                ):
+                    found[child.pid] = child
+        return found
+
+    try:
+        _wait_until_up(base)
+        deadline = time.monotonic() + _WAIT_S
+        while len(workers := listening()) < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        clients = [httpx.Client(base_url=base, timeout=30) for _ in range(40)]
+        try:
+            for client in clients:
+                assert client.get("/healthz").is_success
+            served = {
+                pid: sum(c.status == psutil.CONN_ESTABLISHED for c in p.net_connections("tcp"))
+                for pid, p in workers.items()
+            }
+        finally:
+            for client in clients:
+                client.close()
+        assert sorted(served.values())[0] > 0, served  # both took connections
+
+        killed = next(iter(workers))
+        os.kill(killed, signal.SIGKILL)
+        while killed in (now := listening()) or len(now) < 2:
+            assert time.monotonic() < deadline + _WAIT_S, log.read_text()
+            time.sleep(0.2)
+        for _ in range(10):  # new connections, some to the new process
+            assert httpx.get(f"{base}/healthz", timeout=30).is_success
+    finally:
+        children = parent.children(recursive=True)
+        server.terminate()
+        server.wait(timeout=60)
+    assert server.returncode == 0, log.read_text()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, alive
