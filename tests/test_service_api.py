@@ -30,6 +30,7 @@ from raypipe.api.executor import RunExecutor
 from raypipe.api.leadership import EXECUTOR_LEASE
 from raypipe.api.store import Store
 from tests.pipelines import addition
+from tests.reliability.service_process import kill_all
 
 KFP_ADD = Path(__file__).parent / "data" / "kfp" / "pipelines" / "add_numbers.yaml"
 _WAIT_S = 90.0
@@ -291,8 +292,7 @@ def test_a_run_survives_a_killed_service(tmp_path: Path, raypipe_home: Path) -> 
         while httpx.get(f"{base}{API_PREFIX}/runs/{run_id}").json()["state"] != "RUNNING":
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=_WAIT_S)
+        kill_all(first)  # the API and executor processes too: a crash, no shutdown code
     finally:
         if first.poll() is None:
             first.kill()

@@ -99,6 +99,7 @@ def create_app(
     executor: RunExecutor | None = None,
     execute: bool = True,
     request_threads: int | None = None,
+    lead: bool = True,
 ) -> FastAPI:
     """The service application.
 
@@ -115,6 +116,9 @@ def create_app(
             AnyIO's pool; default AnyIO's 40). Requests are CPU-bound Python under one
             GIL: a few threads serve as many requests a second as 40, with less switching,
             and the others wait their turn in order rather than all at once.
+        lead: whether this process competes for the executor lease. ``raypipe server``
+            gives the executor a process of its own and passes False to its API
+            processes, which then only store runs (and mark them for cancelling).
     """
     store = store or Store()
     tokens = tokens if tokens is not None else tokens_from_env()
@@ -123,7 +127,7 @@ def create_app(
     recurring = RecurringScheduler(store, runner) if runner is not None else None
     leader = (
         ExecutionLeader(store, runner, recurring)
-        if runner is not None and recurring is not None
+        if lead and runner is not None and recurring is not None
         else None
     )
 

@@ -1,13 +1,19 @@
-"""``raypipe server``: the service in uvicorn, in one process or in several.
+"""``raypipe server``: the service's processes.
 
-With ``workers`` above 1, ``serve`` starts that many processes, each with a listening
-socket of its own on the port (``SO_REUSEPORT``: the kernel spreads connections over
-them), and starts another when one dies. Each builds the app from the
-:class:`ServerConfig` the parent left in
-``RAYPIPE_SERVER_CONFIG`` (a process boundary: JSON, validated). Every process serves
-the API; the one holding the store's executor lease also runs the runs and the
-schedules (:mod:`raypipe.api.leadership`). Requests are CPU-bound Python, so one process
-serves one core's worth: more workers use more cores.
+On Linux, ``serve`` starts ``workers`` API processes and one executor process, and
+starts another when one dies:
+
+* each **API process** listens on a socket of its own on the port (``SO_REUSEPORT``: the
+  kernel spreads connections over them) and serves the API: it stores runs and marks
+  them for cancelling, and never executes. Requests are CPU-bound Python, so one process
+  serves one core's worth: more workers use more cores;
+* the **executor process** holds the store's executor lease (:mod:`raypipe.api.leadership`)
+  and runs the runs and the schedules, so a burst of running pipelines does not hold the
+  GIL that requests and ``/healthz`` are answered with.
+
+Each builds what it runs from the :class:`ServerConfig` the parent left in
+``RAYPIPE_SERVER_CONFIG`` (a process boundary: JSON, validated). Elsewhere, uvicorn serves
+the API from ``workers`` processes, and the one holding the lease also executes.
 
 Example:
     >>> serve(ServerConfig(port=8888, workers=4))   # doctest: +SKIP
@@ -21,8 +27,11 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -55,6 +64,11 @@ class ServerConfig(BaseModel):
         description="how long a silent instance keeps its runs and the executor lease",
     )
     execute: bool = Field(default=True, description="False: records only, nothing runs")
+    executor_process: bool = Field(
+        default=False,
+        description="set by serve for its API processes: the executor runs in a process "
+        "of its own, so these never compete for the executor lease",
+    )
     threads: int = Field(
         default=8,
         ge=1,
@@ -96,7 +110,11 @@ def app_from_environment() -> FastAPI:
         else None
     )
     app = create_app(
-        store, executor=executor, execute=config.execute, request_threads=config.threads
+        store,
+        executor=executor,
+        execute=config.execute,
+        request_threads=config.threads,
+        lead=not config.executor_process,
     )
     # What is here now (modules, the app, its validators) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks all of it, which
@@ -108,14 +126,22 @@ def app_from_environment() -> FastAPI:
 def serve(config: ServerConfig, *, factory: str = APP_FACTORY) -> None:
     """Serve until interrupted (SIGINT or SIGTERM).
 
-    ``factory`` is the import path of the function that builds each process's app (the
-    service's own unless a benchmark wraps it)."""
+    On Linux the API is served by ``config.workers`` processes and, unless ``execute`` is
+    off, the runs are executed by one more process (see the module docstring); elsewhere
+    by uvicorn, the executor in whichever API process holds the lease.
+
+    ``factory`` is the import path of the function that builds each API process's app
+    (the service's own unless a benchmark wraps it)."""
     import uvicorn
 
-    os.environ[CONFIG_ENV] = config.model_dump_json()  # read by each worker process
-    if config.workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+    if sys.platform == "linux" and (config.workers > 1 or config.execute):
+        # read by each API process; the executor process reads ``config`` as it is
+        os.environ[CONFIG_ENV] = config.model_copy(
+            update={"executor_process": config.execute}
+        ).model_dump_json()
         _serve_processes(config, factory)
         return
+    os.environ[CONFIG_ENV] = config.model_dump_json()  # read by each worker process
     uvicorn.run(
         factory,
         factory=True,
@@ -137,8 +163,9 @@ def serve(config: ServerConfig, *, factory: str = APP_FACTORY) -> None:
 
 
 def _serve_processes(config: ServerConfig, factory: str) -> None:
-    """Run ``config.workers`` processes, each on its own ``SO_REUSEPORT`` socket; start
-    another when one dies (unless it died starting); stop them all on SIGINT or SIGTERM."""
+    """Run ``config.workers`` API processes, each on its own ``SO_REUSEPORT`` socket, and
+    the executor's process (if ``config.execute``); start another when one dies (unless
+    it failed starting); stop them all on SIGINT or SIGTERM."""
     import multiprocessing
 
     # Bound, never listening: holds the port (and picks one for port 0) and is in the
@@ -147,53 +174,67 @@ def _serve_processes(config: ServerConfig, factory: str) -> None:
     port = holder.getsockname()[1]
     spawn = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    me = os.getpid()
 
-    def start() -> tuple[Any, float]:
-        process = spawn.Process(
-            target=_serve_one, args=(config.host, port, factory), name="raypipe-server"
-        )
+    def start(role: str) -> _Child:
+        target: Callable[..., None]
+        args: tuple[Any, ...]
+        if role == "executor":
+            target, args = _execute_one, (me, config.model_dump_json())
+        else:
+            target, args = _serve_one, (me, config.host, port, factory)
+        process = spawn.Process(target=target, args=args, name=f"raypipe-server-{role}")
         process.start()
-        return process, time.monotonic()
+        return _Child(role, process, time.monotonic())
 
     def stop(signum: int, _: object) -> None:
         stopping.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    workers = [start() for _ in range(config.workers)]
+    roles = ["api"] * config.workers + (["executor"] if config.execute else [])
+    children = [start(role) for role in roles]
     failure: str | None = None
     try:
         while not stopping.wait(0.5):
-            for i, (process, started) in enumerate(workers):
-                if process.is_alive():
+            for i, child in enumerate(children):
+                code = child.process.exitcode
+                if code is None:
                     continue
-                failed = process.exitcode is not None and process.exitcode > 0
-                if failed and time.monotonic() - started < _STARTING_SECONDS:
+                if code > 0 and time.monotonic() - child.started < _STARTING_SECONDS:
                     failure = (
-                        f"raypipe server: a worker process exited with code "
-                        f"{process.exitcode} while starting; stopping"
+                        f"raypipe server: its {child.role} process exited with code {code} "
+                        "while starting; stopping"
                     )
                     stopping.set()
                     break
                 _log.warning(
-                    "worker process %s exited with code %s; starting another",
-                    process.pid,
-                    process.exitcode,
+                    "%s process %s exited with code %s; starting another",
+                    child.role,
+                    child.process.pid,
+                    code,
                 )
-                workers[i] = start()
+                children[i] = start(child.role)
     finally:
-        for process, _ in workers:
-            if process.is_alive():
-                process.terminate()  # uvicorn shuts down cleanly on SIGTERM
-        for process, _ in workers:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        for child in children:
+            if child.process.is_alive():
+                child.process.terminate()  # each stops cleanly on SIGTERM
+        for child in children:
+            child.process.join(timeout=60)
+            if child.process.is_alive():
+                child.process.kill()
+                child.process.join()
         holder.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if failure is not None:
         raise SystemExit(failure)
+
+
+@dataclass
+class _Child:
+    role: str  # "api" or "executor"
+    process: Any  # multiprocessing's spawned Process
+    started: float
 
 
 _STARTING_SECONDS = 10.0
@@ -211,11 +252,50 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_one(host: str, port: int, factory: str) -> None:
-    """One worker process: its own listening socket on the shared port, its own app."""
+def _serve_one(parent: int, host: str, port: int, factory: str) -> None:
+    """An API process: its own listening socket on the shared port, its own app."""
     import uvicorn
 
+    _end_with(parent)
     sock = _reuse_port_socket(host, port)
     sock.listen(2048)
     config = uvicorn.Config(factory, factory=True, http=NoDelayHttpProtocol, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _execute_one(parent: int, config_json: str) -> None:
+    """The executor's process: it holds the store's executor lease (or waits for it, if
+    another server on the same database holds it) and runs the runs and the schedules,
+    so their Ray driver work never holds the GIL an API process answers with."""
+    from raypipe.api.executor import RunExecutor
+    from raypipe.api.leadership import ExecutionLeader
+    from raypipe.api.recurring import RecurringScheduler
+    from raypipe.api.store import Store
+
+    _end_with(parent)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stopping.set())
+    config = ServerConfig.model_validate_json(config_json)
+    with Store() as store:
+        executor = RunExecutor(store, address=config.address, lease_seconds=config.lease_seconds)
+        leader = ExecutionLeader(store, executor, RecurringScheduler(store, executor))
+        leader.start()
+        try:
+            while not stopping.wait(1.0):
+                pass
+        finally:
+            leader.stop()  # the lease and the runs released for the next instance
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when the server's main process ends, even
+    by SIGKILL: a child must not outlive it, holding the port or the executor lease."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it ended before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,8 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+import psutil
 import ray
 
 from raypipe.api.server import CONFIG_ENV, ServerConfig
@@ -40,6 +43,18 @@ logging.basicConfig(level=logging.DEBUG)
 uvicorn.run("raypipe.api.server:app_from_environment", factory=True, port=int(sys.argv[1]),
             http=NoDelayHttpProtocol, log_level="trace", access_log=True)
 """
+
+
+def kill_all(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL ``process`` and every process under it, children first (were the main
+    process killed alone, its children would shut down cleanly on their own)."""
+    children = psutil.Process(process.pid).children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=WAIT_S)
+    psutil.wait_procs(children, timeout=WAIT_S)
 
 
 def free_port() -> int:
@@ -145,9 +160,9 @@ class ServerProcess:
             time.sleep(0.2)
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs (the crash under test)."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=WAIT_S)
+        """SIGKILL to every process of the server (its API and executor processes, then
+        the main one): no shutdown code runs anywhere (the crash under test)."""
+        kill_all(self.process)
 
     def stop(self) -> None:
         if self.process.poll() is not None:
