@@ -167,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="processes serving the API (one of them runs the runs); about one per core",
+        help="processes serving the API, about one per core (on Linux the runs are "
+        "executed by one more process)",
     )
     server_cmd.add_argument(
         "--threads",
