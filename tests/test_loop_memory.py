@@ -61,7 +61,8 @@ def test_a_loop_keeps_at_most_its_window_in_flight_and_nothing_after(
     assert scheduler is not None
     # Once every report is in, the driver holds no refs for the steps that ran.
     assert not execution._pending
-    assert not scheduler._incomplete and not scheduler._waits and not scheduler._outputs_of
+    assert not scheduler._incomplete and not scheduler._waits and not scheduler._in_flight
+    assert not scheduler._leaf_holder and not scheduler._parked
 
 
 def test_driver_memory_per_loop_step_stays_small() -> None:

@@ -1,7 +1,8 @@
 """One run in flight on the driver: submit every step, collect reports, stop, build the result.
 
-``submit`` sends the whole static DAG to Ray at once (upstream ObjectRefs as arguments, so
-Ray resolves dependencies itself). ``collect`` waits for the reports, closing the run's
+``submit`` sends the static DAG to Ray (upstream ObjectRefs as arguments, so Ray resolves
+dependencies itself), up to the run's step window (:func:`step_window`); ``collect``
+waits for the reports, refilling the window when half of it has ended, closing the run's
 stop flag at the first failure when the run fails fast; ``cancel`` closes it and
 force-cancels every unfinished step. :class:`~raypipe.runtime.handle.RunHandle` runs
 ``collect`` in a background thread.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import os
 import sys
 import threading
 import time
@@ -58,7 +60,16 @@ from raypipe.runtime.result import (
     TaskState,
 )
 from raypipe.runtime.runfiles import RunFiles
-from raypipe.runtime.scheduler import Absent, Collected, Known, Ref, Scheduler, StepRecord, Value
+from raypipe.runtime.scheduler import (
+    DEFAULT_STEP_WINDOW,
+    Absent,
+    Collected,
+    Known,
+    Ref,
+    Scheduler,
+    StepRecord,
+    Value,
+)
 from raypipe.runtime.scheduler import StepCall as ScheduledStep
 from raypipe.runtime.worker import (
     ComponentRuntime,
@@ -72,6 +83,10 @@ from raypipe.spec.models import ComponentSpec, PipelineSpec, TaskSpec
 __all__ = ["Execution", "Failure", "PreparedRun", "Snapshot", "StepCall", "describe_value"]
 
 _WAIT_INTERVAL_S = 0.5  # how often the collector wakes up while steps run
+
+STEPS_PER_CPU = 16
+"""Steps in flight per CPU of the cluster (see :func:`step_window`): with the window
+refilled when half of it has ended, every CPU has several steps queued for it."""
 _FAILED = TaskState.FAILED.value
 _SUCCESSFUL = frozenset(s.value for s in (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.SKIPPED))
 
@@ -193,6 +208,7 @@ class Execution:
         on_end: Callable[[str], None] | None = None,
         node_watch: NodeWatch | None = None,
         secrets: Mapping[int, tuple[tuple[str, str], ...]] | None = None,
+        window: int = DEFAULT_STEP_WINDOW,
     ) -> None:
         self.spec, self.prepared = spec, prepared
         self.arguments, self.run = arguments, run
@@ -222,6 +238,7 @@ class Execution:
         self._stranded: dict[Any, NodeLostError] = {}  # report ref -> why it was canceled
         # id(task) -> its dsl.Secret variables and values: sent with that task's call only
         self._secrets = dict(secrets or {})
+        self.window = window  # steps in flight at most (see step_window)
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -238,7 +255,8 @@ class Execution:
         }
 
     def submit(self) -> None:
-        """Submit every step that can start; if interrupted, cancel what was submitted."""
+        """Submit every step that can start now, up to the step window; if interrupted,
+        cancel what was submitted."""
         import ray
 
         objects = [n for n in self.arguments if self.spec.inputs[n].kind is IOKind.OBJECT]
@@ -259,6 +277,7 @@ class Execution:
             run_name=self.run_name,
             identities=identities,
             keys=self.cache,
+            window=self.window,
             placeholders=self._placeholder_values(),
         )
         try:
@@ -311,8 +330,11 @@ class Execution:
             if self._finished or self._canceled or not self._pending:
                 return False
             self._canceled = True
-            unfinished = list(self._pending)
         self._stop_new_steps("after cancel()")
+        # Read after the flag is closed: a step the collector submits from now on (from
+        # the step window) sees the flag when it starts, and ends CANCELED unrun.
+        with self._lock:
+            unfinished = list(self._pending)
         for ref in unfinished:
             ray.cancel(ref, force=True)
         return True
@@ -346,12 +368,13 @@ class Execution:
                 if not refs and not waits:
                     break
                 candidates = refs + waits
-                # Control flow waits on values: wake for the first one, not for all.
-                ready, rest = ray.wait(
-                    candidates,
-                    num_returns=1 if waits else len(candidates),
-                    timeout=_WAIT_INTERVAL_S,
-                )
+                if waits:  # control flow waits on values: wake for the first one, not for all
+                    wanted = 1
+                elif scheduler.backlog:  # ready steps wait for the window: refill it at half
+                    wanted = max(1, len(refs) - scheduler.window // 2)
+                else:
+                    wanted = len(candidates)
+                ready, rest = ray.wait(candidates, num_returns=wanted, timeout=_WAIT_INTERVAL_S)
                 if self.events is not None and self.prepared.has_training:
                     self._take_live_metrics()
                 if self._node_watch is not None:
@@ -451,7 +474,9 @@ class Execution:
                     )
                 continue
             report = StepReport.from_wire(wire)
-            task = self._ended[step.name] = _task_result(records[step.name], report)
+            record = records[step.name]
+            task = self._ended[step.name] = _task_result(record, report)
+            record.upstream = ()  # only a step without a report needs them (_lost_task)
             if self.events is not None:
                 if step.call.task.options.train is not None:  # its last live points first
                     self._post_live_metrics(step.name)
@@ -797,6 +822,33 @@ def describe_value(value: Any, kind: IOKind | None) -> Any:
     return value
 
 
+def step_window(pipeline: str, cpus: float = 0.0) -> int:
+    """Steps a run keeps in flight at most: ``RAYPIPE_STEP_WINDOW`` if set, else
+    :data:`~raypipe.runtime.scheduler.DEFAULT_STEP_WINDOW` or :data:`STEPS_PER_CPU` per CPU
+    of the cluster (``cpus``, when the run starts), whichever is more.
+
+    Example:
+        >>> step_window("p", cpus=2), step_window("p", cpus=64)  # doctest: +SKIP
+        (256, 1024)
+
+    Raises:
+        ValueError: the variable is set to something other than a positive integer.
+    """
+    text = os.environ.get("RAYPIPE_STEP_WINDOW", "").strip()
+    if not text:
+        return max(DEFAULT_STEP_WINDOW, int(STEPS_PER_CPU * cpus))
+    try:
+        window = int(text)
+    except ValueError:
+        window = 0
+    if window < 1:
+        raise ValueError(
+            f"pipeline {pipeline!r}: RAYPIPE_STEP_WINDOW={text!r} is not a positive integer "
+            "(the most steps a run keeps submitted at once)"
+        )
+    return window
+
+
 def _drain(refs: list[Any]) -> None:
     """Fetch the errors held by the outputs of a step that returned no report.
 
@@ -909,7 +961,8 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
         # Interned: a run's steps share a few nodes.
         node_id=None if report.node_id is None else sys.intern(report.node_id),
         node_ip=None if report.node_ip is None else sys.intern(report.node_ip),
-        outputs=report.outputs or {},
+        # Interned names: each step's report brings its own copy of the same few.
+        outputs={sys.intern(k): v for k, v in report.outputs.items()} if report.outputs else {},
         error=attempts[-1].error if state is TaskState.FAILED and attempts else None,
     )
 

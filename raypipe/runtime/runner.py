@@ -46,6 +46,7 @@ from raypipe.runtime.execution import (
     PreparedRun,
     StepCall,
     describe_value,
+    step_window,
 )
 from raypipe.runtime.feasibility import (
     ResourceRequest,
@@ -360,6 +361,7 @@ def _start(
         # a step only lost nodes could run fails, unless an autoscaler may add nodes
         node_watch=NodeWatch(nodes) if watched else None,
         secrets=secrets,
+        window=step_window(spec.name, sum(r.get("CPU", 0.0) for r in nodes.resources)),
     )
     try:
         execution.submit()

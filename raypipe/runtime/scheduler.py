@@ -10,11 +10,22 @@ The runner drives it: :meth:`Scheduler.start` submits what can go, the runner wa
 :meth:`Scheduler.waiting_on` (plus every step report) and hands ready refs to
 :meth:`Scheduler.on_ready`, until :attr:`Scheduler.finished`.
 
-Memory stays bounded by what is in flight, not by how many steps have run: the scheduler
-tracks the refs still *incomplete* (not every ref that completed), a finished loop
-iteration keeps only the reports of steps that did not succeed (all an ``after`` or a
-final status still needs) and only the outputs its loop's consumers read, and fetched
-values are not cached.
+Memory stays bounded by what is in flight, not by how many steps have run:
+
+- at most ``window`` steps are submitted and not yet ended (the *step window*, default
+  :data:`DEFAULT_STEP_WINDOW`). A frame with a step ready while the window is full is
+  *parked*; as reports come in, parked frames go on in turn, each with a share of the free
+  places, so that every branch of a wide graph keeps moving (none is starved by one that
+  was opened first). Ray itself keeps a task spec and its return objects per submitted
+  task, so a graph of 10,000 steps submitted at once costs the driver far more than the
+  steps it runs at a time;
+- the scheduler tracks the refs still *incomplete* (not every ref that completed);
+- a frame lets go of a task's outputs once every task of the frame that reads them has
+  been processed (unless the frame's own outputs read them), and of a step's report once
+  it succeeded: what an ``after`` or a final status still needs are the reports of steps
+  in flight or that did not succeed;
+- a finished loop iteration keeps only the outputs its loop's consumers read, and
+  fetched values are not cached.
 
 Example:
     >>> scheduler = Scheduler(spec, arguments, submit=submit_step, run_id="r1")  # doctest: +SKIP
@@ -25,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,11 +77,19 @@ __all__ = ["Absent", "Collected", "Known", "Ref", "Scheduler", "StepCall", "Step
 DEFAULT_LOOP_WINDOW = 1024
 """Iterations of one loop expanded at once when it sets no ``parallelism``."""
 
+DEFAULT_STEP_WINDOW = 256
+"""Steps of one run submitted to Ray and not yet ended, at most (see the module docstring);
+a run on a large cluster gets more (``raypipe.runtime.execution.step_window``).
+
+A step that waits for another outside the scheduler (an exit task, ``trigger="all_done"``)
+is submitted when that wait ends, even if the window is full.
+"""
+
 
 # --- values as the driver sees them ----------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """A value the driver holds: a constant, an argument, a loop item, a fetched output.
 
@@ -81,7 +101,7 @@ class Known:
     identity: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """A step output still in the object store: ``step``'s output ``output``."""
 
@@ -91,21 +111,21 @@ class Ref:
     identity: str  # see raypipe.runtime.cache.output_identity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Collected:
     """A loop's values of one output, in item order."""
 
     items: tuple[Value, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Joined:
     """A string made of parts when the step runs (an f-string of pipeline values)."""
 
     parts: tuple[Value, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Absent:
     """No value: its branch was not taken, or what makes it failed."""
 
@@ -128,7 +148,7 @@ class StepCall:
     task: TaskSpec
     inputs: dict[str, Any]  # plain values, ObjectRefs, CollectedRefs
     after: list[Any]  # report refs to wait for
-    upstream: list[str]  # step names it depends on, for failure attribution
+    upstream: tuple[str, ...]  # step names it depends on, for failure attribution
     sources: dict[str, list[str]]  # input -> the "step/output"s its value came from
     cache_key: str  # see raypipe.runtime.cache; unique to the run when the step is not cached
     identities: dict[str, str]  # input -> the identity the key was computed from
@@ -141,9 +161,14 @@ class StepRecord:
     name: str
     component_key: str
     display_name: str | None
-    upstream: list[str]
+    # Steps it read from, until its report is in (only a step without one needs them).
+    upstream: tuple[str, ...]
     state: TaskState | None = None  # SKIPPED / UPSTREAM_FAILED when not submitted
 
+
+# A DAG's task order, each task's dependencies, how many of its tasks read each task, and
+# the tasks its outputs read.
+_Shape = tuple[list[str], dict[str, list[str]], dict[str, int], frozenset[str]]
 
 Submit = Callable[[StepCall], tuple[dict[str, Any], Any]]
 Fetch = Callable[[list[Any]], list[Any]]  # ray.get of refs that are ready
@@ -168,35 +193,75 @@ class _Frame:
         self.after = after  # report refs every step in this frame waits for
         self.on_done = on_done
         # The same for every iteration of a loop: computed once per DAG.
-        self.order, self.dependencies = scheduler._shape(dag)
+        self.order, self.dependencies, readers, self.kept = scheduler._shape(dag)
+        # task -> tasks not yet processed that read it; at 0 its outputs are let go
+        self.unread = dict(readers)
         self.outputs: dict[str, dict[str, Value]] = {}  # task -> output -> value
-        self.leaves: dict[str, list[Any]] = {}  # task -> report refs of every step in it
+        # Report ref -> the task of this frame it ends (a step, or a DAG task holding it),
+        # for the reports still in flight or of steps that did not succeed: a report that
+        # succeeded is dropped (see Scheduler.on_ready).
+        self.leaves: dict[Any, str] = {}
         self.done: set[str] = set()  # tasks processed (submitted, expanded or decided)
         self.busy: set[str] = set()  # tasks whose processing waits on something
+        self.cursor = 0  # tasks in ``order`` before it are all done or busy
+        self.parked = False  # waiting in the scheduler's queue for a place in the window
         self.finished = False
 
-    @property
-    def all_leaves(self) -> list[Any]:
-        return [ref for refs in self.leaves.values() for ref in refs]
+    def leaves_of(self, tasks: Collection[str]) -> list[Any]:
+        """The reports of ``tasks`` still in flight or that did not succeed."""
+        return [ref for ref, task in self.leaves.items() if task in tasks] if tasks else []
 
-    def advance(self) -> None:
-        """Process every task whose dependencies are processed; finish when all are."""
+    def take_leaves(self) -> dict[Any, str]:
+        """This finished frame's leaves, handed over to whatever holds them next."""
+        leaves, self.leaves = self.leaves, {}
+        return leaves
+
+    def advance(self, limit: int | None = None) -> None:
+        """Process every task whose dependencies are processed; finish when all are.
+
+        While the scheduler's step window is full, or after ``limit`` tasks, the frame is
+        parked instead, to go on when steps end.
+        """
+        scheduler, order, done, busy = self.scheduler, self.order, self.done, self.busy
+        processed = 0
         progressed = True
         while progressed:
             progressed = False
-            for name in self.order:
-                if name in self.done or name in self.busy:
+            while self.cursor < len(order) and (
+                order[self.cursor] in done or order[self.cursor] in busy
+            ):
+                self.cursor += 1
+            for index in range(self.cursor, len(order)):
+                name = order[index]
+                if name in done or name in busy:
                     continue
-                if all(d in self.done for d in self.dependencies[name]):
-                    self.scheduler._process(self, name)
+                if all(d in done for d in self.dependencies[name]):
+                    if scheduler.full or (limit is not None and processed >= limit):
+                        scheduler._park(self)
+                        return
+                    scheduler._process(self, name)
+                    processed += 1
                     progressed = True
-        if not self.finished and len(self.done) == len(self.dag.tasks):
+        if not self.finished and len(done) == len(self.dag.tasks):
             self.finished = True
             self.on_done(self)
 
-    def complete(self, name: str, outputs: dict[str, Value], leaves: list[Any]) -> None:
-        self.outputs[name] = outputs
-        self.leaves[name] = leaves
+    def complete(self, name: str, outputs: dict[str, Value], leaves: Iterable[Any]) -> None:
+        """``name`` is processed: its outputs, and the reports of the steps it holds."""
+        if self.unread.get(name) or name in self.kept:  # else nothing ever reads them
+            self.outputs[name] = outputs
+        holders = self.scheduler._leaf_holder
+        for ref in leaves:
+            self.leaves[ref] = name
+            if ref in holders:
+                holders[ref] = self.leaves
+        for dependency in self.dependencies[name]:
+            left = self.unread.get(dependency)
+            if left is None:
+                continue
+            self.unread[dependency] = left - 1
+            if left == 1 and dependency not in self.kept:
+                self.outputs.pop(dependency, None)
         self.done.add(name)
         self.busy.discard(name)
 
@@ -260,6 +325,7 @@ class Scheduler:
         identities: dict[str, str] | None = None,
         keys: bool = True,
         loop_window: int = DEFAULT_LOOP_WINDOW,
+        window: int = DEFAULT_STEP_WINDOW,
         placeholders: Mapping[str, str] | None = None,
     ) -> None:
         self.spec, self.submit, self.fetch = spec, submit, fetch
@@ -267,6 +333,9 @@ class Scheduler:
         self.placeholders = dict(placeholders or {})
         self._placeholder_inputs: dict[int, list[str]] = {}  # id(task) -> inputs to fill
         self.run_id, self.run_name, self.loop_window = run_id, run_name, loop_window
+        if window < 1:
+            raise ValueError(f"pipeline {spec.name!r}: the step window must be at least 1")
+        self.window = window
         self._identities = identities or {}  # argument -> identity, where given
         self.keys = keys  # compute cache keys (a run without the cache needs none)
         self._code: dict[str, str] = {}  # component key -> code digest
@@ -277,17 +346,37 @@ class Scheduler:
         self._waits: dict[Any, list[Callable[[], None]]] = {}  # ref -> callbacks when ready
         # Refs of submitted steps not yet complete: a step's outputs complete with its report.
         self._incomplete: set[Any] = set()
-        self._outputs_of: dict[Any, list[Any]] = {}  # report ref -> its step's output refs
+        # Report ref -> its step's output refs, for every step in flight (the window's count).
+        self._in_flight: dict[Any, list[Any]] = {}
+        # Report ref in flight -> the leaves (see _Frame.leaves) that hold it now.
+        self._leaf_holder: dict[Any, dict[Any, str]] = {}
+        self._parked: deque[_Frame] = deque()  # frames waiting for places in the window
         self._unsuccessful: set[Any] = set()  # report refs of steps that did not succeed
-        self._shapes: dict[int, tuple[list[str], dict[str, list[str]]]] = {}
+        self._shapes: dict[int, _Shape] = {}
         self._reads: dict[tuple[int, str], set[str]] = {}
 
-    def _shape(self, dag: DagSpec) -> tuple[list[str], dict[str, list[str]]]:
-        """A DAG's task order and each task's dependencies (cached: loops reuse a body)."""
+    def _shape(self, dag: DagSpec) -> _Shape:
+        """A DAG's task order, each task's dependencies, how many tasks read each task, and
+        the tasks its outputs read (cached: loops reuse a body)."""
         shape = self._shapes.get(id(dag))
         if shape is None:
             dependencies = {name: task_dependencies(t) for name, t in dag.tasks.items()}
-            shape = self._shapes[id(dag)] = (topological_order(dag), dependencies)
+            readers = dict.fromkeys(dag.tasks, 0)
+            for found in dependencies.values():
+                for name in found:
+                    if name in readers:
+                        readers[name] += 1
+            kept: set[str] = set()
+            pending: list[Binding] = list(dag.outputs.values())
+            while pending:
+                binding = pending.pop()
+                if isinstance(binding, TaskOutputBinding):
+                    kept.add(binding.task_output.task)
+                elif isinstance(binding, TaskFinalStatusBinding):
+                    kept.add(binding.task_final_status)
+                pending.extend(binding_children(binding))
+            shape = (topological_order(dag), dependencies, readers, frozenset(kept))
+            self._shapes[id(dag)] = shape
         return shape
 
     def _read_outputs(self, dag: DagSpec, task: str) -> set[str]:
@@ -313,6 +402,29 @@ class Scheduler:
         """Refs whose completion lets the scheduler submit more."""
         return list(self._waits)
 
+    @property
+    def full(self) -> bool:
+        """Whether ``window`` steps are in flight: ready steps wait for one to end."""
+        return len(self._in_flight) >= self.window
+
+    @property
+    def backlog(self) -> bool:
+        """Whether ready steps wait for places in the window (see :attr:`window`)."""
+        return bool(self._parked)
+
+    def _park(self, frame: _Frame) -> None:
+        if not frame.parked:
+            frame.parked = True
+            self._parked.append(frame)
+
+    def _resume(self) -> None:
+        """Let parked frames go on while the window has places, each with a fair share."""
+        while self._parked and not self.full:
+            share = max(1, (self.window - len(self._in_flight)) // len(self._parked))
+            frame = self._parked.popleft()
+            frame.parked = False
+            frame.advance(limit=share)
+
     def on_ready(self, refs: Iterable[Any], unsuccessful: Collection[Any] = ()) -> None:
         """Tell the scheduler that these refs are complete (values or errors).
 
@@ -323,13 +435,21 @@ class Scheduler:
         complete: list[Any] = []
         for ref in refs:
             complete.append(ref)
-            complete.extend(self._outputs_of.pop(ref, ()))
+            outputs = self._in_flight.pop(ref, None)
+            if outputs is None:  # not a report
+                continue
+            complete.extend(outputs)
+            holder = self._leaf_holder.pop(ref, None)
+            # A report that succeeded says nothing an ``after`` or a final status needs.
+            if holder is not None and ref not in self._unsuccessful:
+                del holder[ref]
         callbacks: list[Callable[[], None]] = []
         for ref in complete:
             self._incomplete.discard(ref)
             callbacks.extend(self._waits.pop(ref, ()))
         for callback in callbacks:
             callback()
+        self._resume()
 
     def _root_done(self, frame: _Frame) -> None:
         assert self.spec.root.dag is not None
@@ -355,6 +475,10 @@ class Scheduler:
 
         for ref in pending:
             self._waits.setdefault(ref, []).append(one_ready(ref))
+
+    def _live(self, report: Any) -> bool:
+        """Whether a step's report still matters: in flight, or the step did not succeed."""
+        return report in self._in_flight or report in self._unsuccessful
 
     def _get(self, refs: list[Any]) -> dict[Any, Any]:
         """Values of complete refs; an error stands in for a lost value.
@@ -447,7 +571,7 @@ class Scheduler:
         component = self.spec.components[task.component]
         node = _Node(frame, name, task, component)
         frame.busy.add(name)
-        after = frame.after + [ref for dep in task.after for ref in frame.leaves.get(dep, [])]
+        after = [r for r in frame.after if self._live(r)] + frame.leaves_of(task.after)
 
         if task.trigger == "all_done":
             # Wait for everything it waits for to end, however it ended; then run it. Its
@@ -499,7 +623,8 @@ class Scheduler:
         if to_fill:
             inputs = self._fill_placeholders(node, inputs, to_fill)
         sources = {k: self._producers(v) for k, v in inputs.items()}
-        upstream = [p.rpartition("/")[0] for found in sources.values() for p in found]
+        # the producers' own names (one string per step, however many steps read it)
+        upstream = [step for v in inputs.values() for step in _producer_steps(v)]
         identities = {k: self._identity(v) for k, v in inputs.items()} if self.keys else {}
         if not self.keys:  # a run without the cache: no key is ever looked at
             key = ""
@@ -529,16 +654,16 @@ class Scheduler:
             task=task,
             inputs={k: self._to_argument(v) for k, v in inputs.items()},
             after=after,
-            upstream=list(dict.fromkeys(upstream)),
+            upstream=tuple(dict.fromkeys(upstream)),
             sources={k: found for k, found in sources.items() if found},
             cache_key=key,
             identities=identities,
         )
         output_refs, report = self.submit(call)
         self._incomplete.add(report)
-        if output_refs:
-            self._incomplete.update(output_refs.values())
-            self._outputs_of[report] = list(output_refs.values())
+        self._incomplete.update(output_refs.values())
+        self._in_flight[report] = list(output_refs.values())
+        self._leaf_holder[report] = frame.leaves  # set again as the leaves move up
         self.records[path] = StepRecord(
             name=path,
             component_key=task.component,
@@ -559,7 +684,7 @@ class Scheduler:
 
         def done(child: _Frame) -> None:
             outputs = {n: child.resolve(b) for n, b in dag.outputs.items()}
-            frame.complete(name, outputs, child.all_leaves)
+            frame.complete(name, outputs, child.take_leaves())
             frame.advance()
 
         _Frame(self, dag, f"{path}/", dict(inputs), after, done).advance()
@@ -569,7 +694,7 @@ class Scheduler:
         frame, name, path, task, component = node.unpack()
         for step_path, key, display in _steps_inside(self.spec, path, task, component):
             self.records[step_path] = StepRecord(
-                name=step_path, component_key=key, display_name=display, upstream=[], state=state
+                name=step_path, component_key=key, display_name=display, upstream=(), state=state
             )
         reason = "skipped" if state is TaskState.SKIPPED else "failed"
         frame.complete(name, {k: Absent(reason) for k in component.outputs}, [])
@@ -615,7 +740,8 @@ class Scheduler:
         def expand(items: list[Value]) -> None:
             window = loop.parallelism or self.loop_window
             results: list[dict[str, Value] | None] = [None] * len(items)
-            leaves: list[list[Any]] = [[] for _ in items]
+            # per iteration: its leaves (see _Frame.leaves), then its unsuccessful reports
+            leaves: list[Iterable[Any]] = [() for _ in items]
             next_index = 0
             running = 0
             finished = 0
@@ -644,9 +770,9 @@ class Scheduler:
                     results[index] = {
                         n: child.resolve(b) for n, b in dag.outputs.items() if n in read
                     }
-                    leaves[index] = child.all_leaves
+                    leaves[index] = child.take_leaves()  # still the holder of its reports
                     # The next item may start when this one's steps have all ended.
-                    self._when_ready(leaves[index], lambda: iteration_ended(index))
+                    self._when_ready(list(leaves[index]), lambda: iteration_ended(index))
 
                 _Frame(self, dag, f"{path}[{index}]/", scope, after, expanded).advance()
 
@@ -707,8 +833,7 @@ class Scheduler:
 
     def _final_status(self, frame: _Frame, task: str) -> Value:
         """How the steps of ``task`` ended, as KFP's PipelineTaskFinalStatus fields."""
-        refs = frame.leaves.get(task, [])
-        reports = list(self._get(refs).values())
+        reports = list(self._get(frame.leaves_of((task,))).values())
         # A failure outranks the cancellations it caused (fail-fast), which outrank success.
         # Success is "COMPLETE", the KFP backend's word (pipelines compare against it).
         state, message = "COMPLETE", None
@@ -777,6 +902,17 @@ def _materialise(value: Value, got: dict[Any, Any]) -> Any:
     if isinstance(value, Joined):
         return join_text(_materialise(v, got) for v in value.parts)
     raise AssertionError(f"not materialised: {value!r}")
+
+
+def _producer_steps(value: Value) -> list[str]:
+    """The steps whose outputs made ``value``."""
+    if isinstance(value, Ref):
+        return [value.step]
+    if isinstance(value, Collected):
+        return [step for v in value.items for step in _producer_steps(v)]
+    if isinstance(value, Joined):
+        return [step for v in value.parts for step in _producer_steps(v)]
+    return []
 
 
 def _refs_in(value: Value) -> list[Any]:
