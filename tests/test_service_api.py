@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 import raypipe
 from raypipe import dsl
 from raypipe.api.app import API_PREFIX, create_app
-from raypipe.api.auth import parse_tokens
+from raypipe.api.auth import DEFAULT_NAMESPACE, parse_tokens
 from raypipe.api.executor import RunExecutor
 from raypipe.api.leadership import EXECUTOR_LEASE
-from raypipe.api.store import Store
+from raypipe.api.store import RunState, Store
 from tests.pipelines import addition
 from tests.reliability.service_process import kill_all
 
@@ -72,6 +72,30 @@ def test_health_answers_without_a_token(store: Store) -> None:
         assert test.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
         assert test.get(f"{API_PREFIX}/runs").status_code == 401
         assert "openapi" in test.get("/openapi.json").json()
+
+
+def test_runs_without_an_experiment_go_to_default_even_after_it_was_deleted(
+    store: Store,
+) -> None:
+    """The app keeps the Default experiment's id; once that experiment is deleted, the
+    next run lands in a new Default rather than failing on the old id."""
+    spec = json.loads(json.dumps(raypipe.compile(addition).to_dict()))
+    arguments = {"parameters": {"a": 1, "b": 2}}
+    body = {"display_name": "r", "pipeline_spec": spec, "runtime_config": arguments}
+    with TestClient(create_app(store, execute=False, tokens=parse_tokens(""))) as test:
+        first = test.post(f"{API_PREFIX}/runs", json=body).json()
+        ended = store.transition_run(
+            DEFAULT_NAMESPACE, first["run_id"], [RunState.PENDING], RunState.CANCELED
+        )
+        assert ended  # an active run is not deleted
+        test.delete(f"{API_PREFIX}/runs/{first['run_id']}").raise_for_status()
+        deleted = test.delete(f"{API_PREFIX}/experiments/{first['experiment_id']}")
+        assert deleted.is_success, deleted.text
+        second = test.post(f"{API_PREFIX}/runs", json=body)
+        assert second.is_success, second.text
+        assert second.json()["experiment_id"] != first["experiment_id"]
+        default = test.get(f"{API_PREFIX}/experiments/{second.json()['experiment_id']}")
+        assert default.json()["display_name"] == "Default"
 
 
 def test_upload_a_pipeline_version_and_run_it(client: TestClient) -> None:

@@ -67,7 +67,7 @@ from raypipe.api.store import (
     StorageState,
     Store,
 )
-from raypipe.api.store.records import TERMINAL_STATES
+from raypipe.api.store.records import TERMINAL_STATES, Run
 from raypipe.api.ui import ui_router
 from raypipe.errors import PipelineArgumentError, SpecLoadError
 from raypipe.spec.arguments import bind_arguments
@@ -330,20 +330,40 @@ def create_app(
     # loop (and ``/healthz``) waited for the GIL behind every request thread. (Routes that
     # read files or take longer, such as logs and downloads, stay in the thread pool.)
 
+    # Each namespace's Default experiment, by id: looking it up by name was half the work
+    # of a create without an experiment. A stale id (the experiment was deleted) is found
+    # out by the create itself, which is then made once more with the current one.
+    default_experiments: dict[str, str] = {}
+
+    def default_experiment_id(ns: str) -> str:
+        if ns not in default_experiments:
+            default_experiments[ns] = store.default_experiment(ns).experiment_id
+        return default_experiments[ns]
+
     @app.post(f"{API_PREFIX}/runs", tags=["runs"], response_model=RunBody)
     async def create_run(body: CreateRun, ns: Namespace) -> Response:
         spec_json, arguments = checked_source(ns, body)
-        experiment_id = body.experiment_id or store.default_experiment(ns).experiment_id
-        run = store.create_run(
-            ns,
-            display_name=body.display_name,
-            description=body.description,
-            pipeline_spec=spec_json,
-            pipeline_version_id=body.pipeline_version_id,
-            arguments=arguments,
-            experiment_id=experiment_id,
-            run_id=_new_run_id(),
-        )
+
+        def stored(experiment_id: str) -> Run:
+            return store.create_run(
+                ns,
+                display_name=body.display_name,
+                description=body.description,
+                pipeline_spec=spec_json,
+                pipeline_version_id=body.pipeline_version_id,
+                arguments=arguments,
+                experiment_id=experiment_id,
+                run_id=_new_run_id(),
+            )
+
+        if body.experiment_id is not None:
+            run = stored(body.experiment_id)
+        else:
+            try:
+                run = stored(default_experiment_id(ns))
+            except NotFound:
+                default_experiments.pop(ns, None)
+                run = stored(default_experiment_id(ns))
         # Stored PENDING without an owner is all a create does: the executor (in whichever
         # process holds its lease) takes it from the store, so the call does not wait for
         # Ray, and a run stored just before a crash is started by the next instance.
