@@ -187,7 +187,8 @@ def test_pipeline_on_s3_root_stores_objects_under_prefix_pipeline_run_task_outpu
 
     assert result.status == "SUCCEEDED", result.error
     base = f"layout/remote-artifacts/{result.run_id}/produce"
-    assert s3.keys(base) == {
+    # (besides: an attempt marker in .logs/ when the step ran for 0.2 s; see markers.py)
+    assert {k for k in s3.keys(base) if "/.logs/" not in k} == {
         f"{base}/data",
         *(f"{base}/model/{name}" for name in MODEL_FILES),
     }

@@ -4,7 +4,9 @@ While a step's function runs, ``sys.stdout`` and ``sys.stderr`` are replaced by 
 that write to the attempt's log file, ``{root}/{pipeline}/{run_id}/{task}/.logs/attempt-N.log``
 (created on the first write, so a silent step costs no file), and to the original stream
 with each line prefixed by ``[task]``, which Ray forwards to the driver. On a remote root
-the log is written to a local file and uploaded when the attempt ends.
+the log is written to a local file and uploaded when the attempt ends. The same folder
+holds the attempt markers of :mod:`raypipe.runtime.markers` (``attempt-N.json``: when an
+attempt that ran for a while or printed started, and how it ended).
 
 Example:
     >>> log = AttemptLog(ArtifactStore("/tmp/arts"), "p", "run1", "train", 1)
@@ -27,12 +29,14 @@ from pyarrow import fs as pafs
 
 from raypipe.dsl.artifacts import Artifact
 from raypipe.runtime.artifacts import ArtifactStore
+from raypipe.runtime.markers import MARKER_PATTERN
 
 __all__ = [
     "LOG_DIR",
     "TAIL_LINES",
     "AttemptLog",
     "CapturedOutput",
+    "find_attempt_files",
     "find_logs",
     "read_log",
     "redact",
@@ -44,6 +48,7 @@ LOG_DIR = ".logs"  # under each task's folder; no output or task name starts wit
 TAIL_LINES = 50  # lines of a failed attempt's log carried in its error
 _TAIL_BYTES = 64 * 1024  # read at most this much from the end of a log for its tail
 _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.log")
+_MARKER_FILE = re.compile(MARKER_PATTERN)
 
 
 def log_name(number: int) -> str:
@@ -236,11 +241,22 @@ def find_run(root: str, run_id: str) -> list[str]:
 def find_logs(root: str, run_id: str) -> dict[str, list[tuple[int, str]]] | None:
     """Every task of run ``run_id`` that wrote a log: ``{task: [(attempt, path), ...]}``, in
     task order, attempts in order; None if the artifact root has no such run."""
+    found = find_attempt_files(root, run_id)
+    return None if found is None else found[0]
+
+
+def find_attempt_files(
+    root: str, run_id: str
+) -> tuple[dict[str, list[tuple[int, str]]], dict[str, list[tuple[int, str]]]] | None:
+    """The logs and the attempt markers (:mod:`raypipe.runtime.markers`) of run ``run_id``,
+    from one listing: ``(logs, markers)``, each ``{task: [(attempt, path), ...]}`` in task
+    order, attempts in order; None if the artifact root has no such run."""
     runs = find_run(root, run_id)
     if not runs:
         return None
     filesystem, _ = _filesystem(root)
     logs: dict[str, list[tuple[int, str]]] = {}
+    markers: dict[str, list[tuple[int, str]]] = {}
     for run_dir in runs:
         selector = pafs.FileSelector(run_dir, recursive=True)
         for info in filesystem.get_file_info(selector):
@@ -249,11 +265,19 @@ def find_logs(root: str, run_id: str) -> dict[str, list[tuple[int, str]]] | None
             relative = info.path[len(run_dir) + 1 :]
             folder, _, name = relative.rpartition("/")
             task, _, logs_dir = folder.rpartition("/")
-            match = _ATTEMPT_FILE.fullmatch(name)
-            if match is None or logs_dir != LOG_DIR or not task:
+            if logs_dir != LOG_DIR or not task:
                 continue
-            logs.setdefault(task, []).append((int(match.group(1)), info.path))
-    return {task: sorted(logs[task]) for task in sorted(logs)}
+            match = _ATTEMPT_FILE.fullmatch(name)
+            kind = logs
+            if match is None:
+                match = _MARKER_FILE.fullmatch(name)
+                kind = markers
+            if match is not None:
+                kind.setdefault(task, []).append((int(match.group(1)), info.path))
+    return (
+        {task: sorted(logs[task]) for task in sorted(logs)},
+        {task: sorted(markers[task]) for task in sorted(markers)},
+    )
 
 
 def read_log(root: str, path: str) -> str:

@@ -59,6 +59,7 @@ from raypipe.runtime.cache import (
 from raypipe.runtime.deadline import Deadline
 from raypipe.runtime.ledger import AttemptEntry, load_history, outcomes, save_history
 from raypipe.runtime.logs import AttemptLog, CapturedOutput, redact, stored_tail
+from raypipe.runtime.markers import AttemptMarker
 from raypipe.runtime.metrics import collecting
 from raypipe.runtime.result import ArtifactRecord, ObjectSummary, TaskState
 from raypipe.runtime.runfiles import STOP_FLAG, close_here, dump_path
@@ -449,6 +450,10 @@ def execute_step(
         if ledger is not None:
             ledger.started(number)
         log = AttemptLog(store, run.pipeline, run.run_id, task, number)
+        # the page's "running": a file once the attempt has run for 0.2 s (markers.py)
+        marker = AttemptMarker(
+            store, run.pipeline, run.run_id, task, number, start, node_id, node_ip
+        )
         try:
             with (
                 tempfile.TemporaryDirectory(prefix="raypipe-step-")
@@ -472,7 +477,10 @@ def execute_step(
             # No retry once the run has stopped (another step failed fast, or a cancel):
             # the run cannot succeed any more.
             if number > policy.retries or is_closed_fast(run.scratch):
+                marker.ended("failed", logged=log.written)
                 return _failed(run, task, output_names, attempts, node_id, node_ip)
+            # (the run may still stop during the backoff, below: then it said "retrying")
+            marker.ended("retrying", logged=log.written)
             if ledger is not None:
                 ledger.failed(attempts[-1])
             time.sleep(policy.backoff(len(attempts)))
@@ -481,6 +489,7 @@ def execute_step(
             number += 1
             continue
         attempts.append(Attempt(number, start, time.time(), None))
+        marker.ended("succeeded", logged=log.written)
         if cache is not None:
             _persist(cache.key, component, run, task, policy, values, store)
         report = StepReport(
@@ -583,10 +592,11 @@ def _store_for_cache(
                 outputs[name] = persist_object(store, uri, value).model_dump(mode="json")
         write_entry(store, key, run.pipeline, run.run_id, task, outputs)
     except Exception as exc:
-        print(  # lands in the worker's log, which Ray echoes to the driver
+        print(  # lands in the worker's log, which Ray echoes to the driver; not in the log
+            # of the step that runs now (sys.stderr is that step's while it runs)
             f"raypipe: {run.pipeline}.{task}: could not persist its outputs for the "
             f"cache: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
+            file=sys.__stderr__,
         )
 
 
