@@ -34,7 +34,7 @@ from raypipe.api.store import ACTIVE_STATES, RunState, Store
 from raypipe.api.store.records import Run
 from raypipe.errors import ClusterConnectionError
 from raypipe.runtime.cluster import connect
-from raypipe.runtime.config import RuntimeConfig
+from raypipe.runtime.config import RuntimeConfig, tracking_enabled
 from raypipe.runtime.handle import RunHandle
 from raypipe.runtime.manifest import RunManifest, RunNotResumableError
 from raypipe.runtime.result import RunResult, RunStatus
@@ -340,6 +340,8 @@ class RunExecutor:
         else:
             return
         if result is not None:
+            if not tracking_enabled(None):  # no lineage: keep the steps' outcomes for the page
+                _keep_step_outcomes(result)
             message = None
             if result.error is not None:
                 message = f"{result.error.task}: {result.error.type}: {result.error.message}"
@@ -362,6 +364,15 @@ class RunExecutor:
         if run.experiment_id is None:
             return None
         return self.store.get_experiment(run.namespace, run.experiment_id).display_name
+
+
+def _keep_step_outcomes(result: RunResult) -> None:
+    from raypipe.api.run_files import save_step_outcomes
+
+    try:
+        save_step_outcomes(RuntimeConfig.from_env().home, result)
+    except OSError:  # the run's end is recorded all the same; its page shows less
+        _log.exception("run %s: could not keep its steps' outcomes", result.run_id)
 
 
 def _submit(spec: Any, run: Run, experiment: str | None, address: str | None) -> RunHandle:

@@ -1,8 +1,11 @@
-"""What the service shows of a run's files: its artifacts, their content, step logs, lineage.
+"""What the service shows of a run's files: its artifacts, their content, step logs and
+attempt markers, lineage, and the outcome of each step of a run whose steps are not tracked.
 
-Everything is read from the run's own records (the lineage store and the artifact root of
-its manifest), and a file is served only when it is an artifact the run recorded *and* it
-lies under the artifact root (symbolic links resolved): no request can read anything else.
+Everything is read from the run's own records (the lineage store, the artifact root of its
+manifest, and ``steps.json`` beside the manifest, which the executor writes when a run
+without lineage ends), and a file is served only when it is an artifact the run recorded
+*and* it lies under the artifact root (symbolic links resolved): no request can read
+anything else.
 
 Example:
     >>> files = RunFiles("3f2a...")                 # doctest: +SKIP
@@ -22,10 +25,31 @@ from pydantic import BaseModel
 from raypipe.api.store import NotFound
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.config import RuntimeConfig
-from raypipe.runtime.logs import find_logs, read_log
-from raypipe.runtime.manifest import RunManifest, RunNotResumableError
+from raypipe.runtime.logs import find_attempt_files, find_logs, read_log
+from raypipe.runtime.manifest import RunManifest, RunNotResumableError, manifest_dir
+from raypipe.runtime.markers import MarkerRecord, parse_marker
+from raypipe.runtime.result import RunResult, TaskResult
 
-__all__ = ["ArtifactBody", "LogBody", "RunFiles"]
+__all__ = ["ArtifactBody", "AttemptFiles", "LogBody", "RunFiles", "save_step_outcomes"]
+
+STEP_OUTCOMES = "steps.json"  # beside the run's manifest
+
+
+def save_step_outcomes(home: str, result: RunResult) -> None:
+    """Keep how each step of an ended run went (no outputs), for a run without lineage.
+
+    The service's executor calls it when a run whose steps are not tracked ends, so the
+    page can still colour them; a tracked run's lineage holds the same and more.
+    """
+    folder = manifest_dir(home, result.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = {
+        name: task.model_dump(mode="json", exclude={"outputs"})
+        for name, task in result.tasks.items()
+    }
+    temporary = folder / f".{STEP_OUTCOMES}.{os.getpid()}"
+    temporary.write_bytes(json.dumps(steps).encode())
+    os.replace(temporary, folder / STEP_OUTCOMES)  # readers see all of it or nothing
 
 
 class ArtifactBody(BaseModel):
@@ -48,12 +72,20 @@ class LogBody(BaseModel):
     attempt: int
 
 
+class AttemptFiles(BaseModel):
+    """The logs and attempt markers of a run's steps: ``{task: [(attempt, path), ...]}``."""
+
+    logs: dict[str, list[tuple[int, str]]]
+    markers: dict[str, list[tuple[int, str]]]
+
+
 class RunFiles:
     """The files of one run (whose id the caller found in its namespace)."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         config = RuntimeConfig.from_env()
+        self._home = config.home
         self._lineage_root = config.lineage_root
         try:
             root = RunManifest.load(config.home, run_id).artifact_root
@@ -135,6 +167,29 @@ class RunFiles:
             raise NotFound("artifact", uri)
         opened: pa.NativeFile = filesystem.open_input_file(path)
         return opened
+
+    def attempt_files(self) -> AttemptFiles:
+        """Every step's log files and attempt markers, from one listing."""
+        found = find_attempt_files(self.root, self.run_id) or ({}, {})
+        return AttemptFiles(logs=found[0], markers=found[1])
+
+    def marker(self, path: str) -> MarkerRecord | None:
+        """The record of an attempt marker listed by :meth:`attempt_files` (None if it is
+        gone or not one)."""
+        try:
+            return parse_marker(read_log(self.root, path))
+        except OSError:
+            return None
+
+    def step_outcomes(self) -> dict[str, TaskResult]:
+        """How each step of an ended run without lineage went (see :func:`save_step_outcomes`);
+        empty for other runs."""
+        path = manifest_dir(self._home, self.run_id) / STEP_OUTCOMES
+        try:
+            found = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        return {name: TaskResult.model_validate(task) for name, task in found.items()}
 
     def logs(self) -> list[LogBody]:
         """The steps that wrote a log, one entry per attempt."""

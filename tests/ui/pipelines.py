@@ -1,6 +1,6 @@
-"""Pipelines the UI tests drive: a gated one whose steps end one by one, one that fails
-with a log, one that writes every kind of artifact the step panel previews, and a wide one
-with a 1,000-item loop, and one of 100 steps."""
+"""Pipelines the UI tests drive: a gated one whose steps end one by one (silently), one
+silent gated step, one that fails with a log, one that writes every kind of artifact the
+step panel previews, a wide one with a 1,000-item loop, and one of 100 steps."""
 
 from __future__ import annotations
 
@@ -19,14 +19,20 @@ from raypipe.dsl import (
 
 @dsl.component
 def gate(gates: str, name: str, value: int) -> int:
-    """Waits until the file ``{gates}/{name}`` exists: the test opens the gates one by one."""
+    """Waits until the file ``{gates}/{name}`` exists: the test opens the gates one by one.
+    It prints nothing: its attempt marker alone tells the UI that it runs."""
     import os
     import time
 
-    print(f"waiting for gate {name}", flush=True)  # a log: the UI shows the step running
     while not os.path.exists(os.path.join(gates, name)):
         time.sleep(0.05)
     return value + 1
+
+
+@dsl.pipeline(name="ui-silent")
+def silent(gates: str) -> int:
+    """One step that waits for the gate ``{gates}/only`` and prints nothing."""
+    return gate(gates=gates, name="only", value=0).output
 
 
 @dsl.component

@@ -113,8 +113,13 @@ def test_a_run_started_from_the_form_turns_green_step_by_step(
     tab.locator(".node").first.wait_for()
     tab.evaluate("window.sameDocument = true")  # gone if anything reloads the page
     first, second = "exit-handler-1/gate", "exit-handler-1/gate-2"
-    _wait_state(tab, first, "RUNNING")  # a gated step: running, not ended
+    _wait_state(tab, first, "RUNNING")  # a gated step that prints nothing: running, not ended
     assert _state(tab, second) == "PENDING"
+    tab.locator(f'.node[data-id="{first}"]').click()
+    panel = tab.locator(".step-panel")
+    panel.locator("h2 .state-RUNNING").wait_for()
+    started = panel.locator("dl.facts dt", has_text="started")
+    assert started.count() == 1 and panel.locator("dl.facts dd").first.inner_text()
     shot(tab, "run-graph-waiting")
     (gates / "first").touch()
     _wait_state(tab, first, "SUCCEEDED")
@@ -284,7 +289,7 @@ def test_a_thousand_item_loop_run_is_one_node_with_its_iterations_by_state(
 
 
 def test_recurring_runs_are_created_disabled_enabled_and_deleted(
-    page: tuple[Any, Console], uploaded: dict[str, str]
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
 ) -> None:
     tab, _ = page
     _sign_in(tab, "/#/recurring")
@@ -301,6 +306,10 @@ def test_recurring_runs_are_created_disabled_enabled_and_deleted(
     row.get_by_role("button", name="Enable").wait_for()
     assert "disabled" in row.inner_text()
     shot(tab, "recurring-runs")
+    tab.evaluate("window.sameDocument = true")  # gone if anything reloads the page
+    client.enable_recurring_run(str(row.get_attribute("data-recurring")))  # elsewhere
+    row.get_by_role("button", name="Disable").wait_for()  # the page follows by itself
+    assert "enabled" in row.inner_text() and tab.evaluate("window.sameDocument === true")
     tab.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Delete").click()
     tab.wait_for_function("!document.body.innerText.includes('nightly check')")
@@ -314,8 +323,15 @@ def test_experiments_are_created_and_an_artifacts_lineage_opens_from_its_step(
     tab.get_by_label("experiment name").fill("ui-experiment")
     tab.get_by_role("button", name="Create experiment").click()
     tab.get_by_role("link", name="ui-experiment").wait_for()
-    run = client.create_run_from_pipeline_func(pipelines.artifacts)
+    tab.evaluate("window.sameDocument = true")  # gone if anything reloads the page
+    row = tab.locator("tr", has=tab.get_by_role("link", name="ui-experiment"))
+    count = f'tr[data-experiment="{row.get_attribute("data-experiment")}"] td.count'
+    assert tab.locator(count).inner_text() == "0"
+    run = client.create_run_from_pipeline_func(pipelines.artifacts, experiment_name="ui-experiment")
+    tab.wait_for_function(f"document.querySelector('{count}').textContent.startsWith('1')")
     client.wait_for_run_completion(run.run_id, timeout=120)
+    tab.wait_for_function(f"document.querySelector('{count}').textContent === '1'")  # ended
+    assert tab.evaluate("window.sameDocument === true")  # counted live, not reloaded
     tab.goto(f"/#/runs/{run.run_id}")
     _wait_state(tab, "report", "SUCCEEDED")
     tab.locator('.node[data-id="report"]').click()
@@ -374,18 +390,19 @@ def test_every_page_works_from_the_keyboard_and_fits_a_laptop_screen(
     pages = {
         "runs": ("/#/runs?size=5", "tr[data-run]"),
         "run": (f"/#/runs/{made.run_id}", '.node[data-id="report"]'),
-        "pipelines": ("/#/pipelines", "table.list tbody tr"),
+        "pipelines": ("/#/pipelines", "tbody[data-loaded]"),
         "pipeline": (f"/#/pipelines/{uploaded['ui-stepwise']}", "form.generated-form"),
         "pipeline-100-steps": (f"/#/pipelines/{hundred}", '.node[data-id="add-100"]'),
-        "experiments": ("/#/experiments", "form.inline-form"),
-        "recurring": ("/#/recurring", "form.generated-form"),
+        "experiments": ("/#/experiments", "tbody[data-loaded]"),
+        "recurring": ("/#/recurring", "tbody[data-loaded] && form.generated-form"),
         "compare": (f"/#/compare?runs={failed[0].run_id},{failed[1].run_id}", "table.compare"),
         "lineage": (f"/#/lineage?run={made.run_id}&uri={quote(table)}", "table.lineage"),
     }
     problems = {}
     for name, (path, ready) in pages.items():
         tab.goto(path)
-        tab.locator(ready).first.wait_for()
+        for selector in ready.split(" && "):  # what the page shows once it is all there
+            tab.locator(selector).first.wait_for()
         if name == "run":  # the step panel too, with an artifact previewed
             tab.locator('.node[data-id="report"]').click()
             card = tab.locator(".artifact").filter(

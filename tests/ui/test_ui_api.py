@@ -1,14 +1,18 @@
 """The UI's own routes against the real service: the page and assets without a token and
 without traversal, every data route behind the token and the namespace, live step states
-as server-sent events, step details, previews, comparisons and an artifact's lineage."""
+as server-sent events (a silent step's start included, and the steps of a run without
+lineage), the live pipelines, experiments and recurring-runs lists, step details,
+previews, comparisons and an artifact's lineage."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -224,3 +228,196 @@ def test_mlflow_links_need_the_ui_url_and_name_the_run_and_its_tracked_steps(
     ids = [finished["failed-3"], run_id]
     compare = http.get(f"{UI}/compare", params=[("run_id", i) for i in ids]).json()
     assert compare["mlflow_compare_url"].startswith("http://mlflow.example:5000/#/compare-runs?")
+
+
+def _states_until(
+    http: httpx.Client, run_id: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The run's state and every step's, gathered from its states stream until ``done`` of
+    them holds (or the stream ended)."""
+    seen: dict[str, Any] = {"run": None, "steps": {}}
+    with http.stream("GET", f"{UI}/runs/{run_id}/states", timeout=120) as response:
+        buffer = ""
+        for text in response.iter_text():
+            buffer += text
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                name, data = block.split("\n")
+                if name == "event: end":
+                    return seen
+                body = json.loads(data.removeprefix("data: "))
+                seen["run"] = body["run"]
+                seen["steps"].update(body["steps"])
+                if done(seen):
+                    return seen
+    return seen
+
+
+def test_a_silent_step_is_running_with_its_start_and_node_then_succeeded(
+    http: httpx.Client, client: raypipe.Client, tmp_path: Path
+) -> None:
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    run_id = client.create_run_from_pipeline_func(pipelines.silent, {"gates": str(gates)}).run_id
+    running = _states_until(
+        http, run_id, lambda seen: seen["steps"].get("gate", {}).get("state") == "RUNNING"
+    )
+    assert running["steps"]["gate"]["state"] == "RUNNING", running
+    step = http.get(f"{UI}/runs/{run_id}/steps/gate").json()
+    assert step["state"] == "RUNNING" and step["logs"] == []  # it printed nothing
+    assert step["start_time"] and step["node_ip"] and step["end_time"] is None
+    assert [(a["attempt"], a["end_time"]) for a in step["attempts"]] == [(1, None)]
+    (gates / "only").touch()
+    ended = _states_until(http, run_id, lambda seen: False)  # to the stream's end
+    assert ended["run"]["state"] == "SUCCEEDED"
+    assert ended["steps"]["gate"]["state"] == "SUCCEEDED"
+
+
+def test_a_run_without_lineage_shows_how_each_step_went(
+    http: httpx.Client, client: raypipe.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raypipe.runtime.config import RuntimeConfig
+    from raypipe.tracking.lineage.query import executions
+
+    monkeypatch.setenv("RAYPIPE_TRACKING", "0")  # the service's runs are not tracked
+    run_id = client.create_run_from_pipeline_func(pipelines.failing, {"rows": 9}).run_id
+    client.wait_for_run_completion(run_id, timeout=120)
+    assert executions(run_id, root=RuntimeConfig.from_env().lineage_root) == []  # no lineage
+    ended = _states_until(http, run_id, lambda seen: False)
+    assert ended["run"]["state"] == "FAILED"
+    assert ended["steps"]["parse-rows"]["state"] == "FAILED"
+    assert ended["steps"]["never"]["state"] in ("UPSTREAM_FAILED", "CANCELED")
+    step = http.get(f"{UI}/runs/{run_id}/steps/parse-rows").json()
+    assert step["state"] == "FAILED" and step["error_type"] == "builtins.ValueError"
+    assert step["start_time"] and step["end_time"] and step["node_ip"]
+    assert [a["attempt"] for a in step["attempts"]] == [1, 2]
+    assert all("bad input row 9" in a["traceback"] for a in step["attempts"])
+    assert step["logs"] == [1, 2]
+
+
+def _event_until(
+    server: str,
+    path: str,
+    name: str,
+    done: Callable[[dict[str, Any]], bool],
+    opened: threading.Event | None = None,
+) -> dict[str, Any]:
+    """The first ``name`` event of the stream at ``path`` for which ``done`` holds
+    (``opened`` is set once the first event arrived)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.stream("GET", f"{server}{path}", headers=headers, timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        buffer = ""
+        for text in response.iter_text():
+            buffer += text
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                event, data = block.split("\n")
+                assert event == f"event: {name}", event
+                body = dict(json.loads(data.removeprefix("data: ")))
+                if opened is not None:
+                    opened.set()
+                if done(body):
+                    return body
+    raise AssertionError(f"{path} ended without the event looked for")
+
+
+def _after(
+    server: str,
+    path: str,
+    name: str,
+    done: Callable[[dict[str, Any]], bool],
+    act: Callable[[], Any],
+) -> dict[str, Any]:
+    """The event of ``path``'s stream that shows what ``act()`` (called once the stream
+    sent its first event) changed."""
+    with ThreadPoolExecutor(1) as pool:
+        opened = threading.Event()
+        watched = pool.submit(_event_until, server, path, name, done, opened)
+        assert opened.wait(timeout=60)
+        act()
+        return watched.result(timeout=120)
+
+
+def test_the_pipelines_list_stream_shows_a_pipeline_uploaded_meanwhile(
+    server: str, client: raypipe.Client
+) -> None:
+    first = _event_until(server, f"{UI}/pipelines/live", "pipelines", lambda body: True)
+    assert "ui-silent" not in [p["display_name"] for p in first["pipelines"]]
+    found = _after(
+        server,
+        f"{UI}/pipelines/live",
+        "pipelines",
+        lambda body: "ui-silent" in [p["display_name"] for p in body["pipelines"]],
+        lambda: client.upload_pipeline_from_pipeline_func(pipelines.silent),
+    )
+    names = [p["display_name"] for p in found["pipelines"]]
+    assert names == sorted(names)  # by name
+
+
+def test_the_experiments_stream_counts_each_experiments_runs_as_they_come(
+    server: str, client: raypipe.Client
+) -> None:
+    experiment = client.create_experiment("live-counts").experiment_id
+
+    def counts(body: dict[str, Any]) -> tuple[int, int] | None:
+        found = [e for e in body["experiments"] if e["experiment_id"] == experiment]
+        return (found[0]["runs"], found[0]["active_runs"]) if found else None
+
+    path = f"{UI}/experiments/live"
+    first = _event_until(server, path, "experiments", lambda body: True)
+    assert counts(first) == (0, 0)
+    started: list[str] = []
+    one = _after(
+        server,
+        path,
+        "experiments",
+        lambda body: (counts(body) or (0, 0))[0] == 1,
+        lambda: started.append(
+            client.create_run_from_pipeline_func(
+                pipelines.failing, {"rows": 11}, experiment_name="live-counts"
+            ).run_id
+        ),
+    )
+    assert counts(one) in ((1, 1), (1, 0))  # active until it ended
+    client.wait_for_run_completion(started[0], timeout=120)
+    ended = _event_until(server, path, "experiments", lambda body: counts(body) == (1, 0))
+    assert ended["experiments"][0]["display_name"] <= ended["experiments"][-1]["display_name"]
+    archived = _event_until(
+        server, f"{path}?storage_state=ARCHIVED", "experiments", lambda body: True
+    )
+    assert counts(archived) is None
+
+
+def test_the_recurring_runs_stream_follows_status_and_next_tick(
+    server: str, client: raypipe.Client
+) -> None:
+    uploaded = client.upload_pipeline_from_pipeline_func(pipelines.stepwise, "live-recurring")
+    made = client.create_recurring_run(
+        None,
+        "live hourly",
+        interval_second=3600,
+        pipeline_id=uploaded.pipeline_id,
+        params={"gates": "/nonexistent"},
+        start_time=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    recurring = made.recurring_run_id
+
+    def view(body: dict[str, Any]) -> dict[str, Any] | None:
+        found = [r for r in body["recurringRuns"] if r["recurring_run_id"] == recurring]
+        return found[0] if found else None
+
+    path = f"{UI}/recurringruns/live"
+    first = view(_event_until(server, path, "recurringRuns", lambda body: True))
+    assert first is not None and first["status"] == "ENABLED"
+    assert first["runs"] == 0 and first["last_run"] is None
+    assert first["next_tick_at"] is not None  # the start time: nothing fired yet
+    disabled = _after(
+        server,
+        path,
+        "recurringRuns",
+        lambda body: (view(body) or {}).get("status") == "DISABLED",
+        lambda: client.disable_recurring_run(recurring),
+    )
+    assert (view(disabled) or {})["next_tick_at"] is None
+    client.delete_recurring_run(recurring)

@@ -6,7 +6,8 @@ The page itself and its assets are public (they hold no data); every ``/ui/api``
 takes the caller's namespace from the same bearer token as the REST API, so another
 namespace's runs are not found (404). Live step states and the live runs list are
 server-sent events on a plain GET, which the page reads with ``fetch`` (``EventSource``
-cannot send a token).
+cannot send a token); so are the pipelines, experiments (with run counts) and recurring
+runs (with their newest run and next tick) lists.
 
 Example:
     >>> app.include_router(ui_router(store, namespace_of))   # doctest: +SKIP
@@ -18,6 +19,7 @@ import json
 import mimetypes
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,9 +27,27 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
 from raypipe.api.run_files import RunFiles
-from raypipe.api.schemas import ListRuns, RunBody
-from raypipe.api.store import InvalidArgument, NotFound, RunFilter, RunState, SortOrder, Store
-from raypipe.api.store.records import TERMINAL_STATES
+from raypipe.api.schedule import Trigger, next_tick
+from raypipe.api.schemas import (
+    ExperimentBody,
+    ListPipelines,
+    ListRuns,
+    PipelineBody,
+    RecurringRunBody,
+    RunBody,
+)
+from raypipe.api.store import (
+    ACTIVE_STATES,
+    ExperimentFilter,
+    InvalidArgument,
+    NotFound,
+    RunFilter,
+    RunState,
+    SortOrder,
+    StorageState,
+    Store,
+)
+from raypipe.api.store.records import TERMINAL_STATES, RecurringRun
 from raypipe.api.ui.graph import PipelineGraph, pipeline_graph
 from raypipe.api.ui.previews import Preview, preview_of
 from raypipe.api.ui.steps import StepDetail, StepState, step_detail, step_states
@@ -37,8 +57,9 @@ __all__ = ["STATIC_DIR", "UI_API", "ui_router"]
 
 UI_API = "/ui/api"
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-POLL_SECONDS = 1.0  # how often a live run's step states (or a runs page) are read again
-LIST_STREAM_SECONDS = 300.0  # a runs page's stream ends then, and the page reopens it
+POLL_SECONDS = 1.0  # how often a live run's step states (or a listed page) are read again
+LIST_STREAM_SECONDS = 300.0  # a list's stream ends then, and the page reopens it
+MAX_LISTED = 1000  # rows of a live pipelines, experiments or recurring-runs list
 MLFLOW_UI_ENV = "RAYPIPE_MLFLOW_UI_URL"  # where MLflow's UI is, for links (none: no links)
 
 
@@ -62,6 +83,38 @@ class MlflowLinks(BaseModel):
 
     run_url: str | None = None
     steps: dict[str, str] = {}
+
+
+class ExperimentView(ExperimentBody):
+    """An experiment as its page lists it: with how many runs it has, and how many of them
+    are active (pending, running or canceling)."""
+
+    runs: int
+    active_runs: int
+
+
+class ListExperimentViews(BaseModel):
+    experiments: list[ExperimentView]
+
+
+class LastRun(BaseModel):
+    run_id: str
+    display_name: str
+    state: str
+    created_at: datetime
+
+
+class RecurringRunView(RecurringRunBody):
+    """A recurring run as its page lists it: its runs, the newest one, and when it fires
+    next (None when disabled or past its end)."""
+
+    runs: int
+    last_run: LastRun | None
+    next_tick_at: datetime | None
+
+
+class ListRecurringRunViews(BaseModel):
+    recurringRuns: list[RecurringRunView]  # noqa: N815 - the REST list's field name
 
 
 class LineageView(BaseModel):
@@ -176,21 +229,65 @@ def ui_router(store: Store, namespace_of: Callable[[Request], Awaitable[str]]) -
             )
             return body.model_dump_json()
 
-        first = page()  # a bad page token fails here, as a 400, not inside the stream
+        return _live("runs", page)
 
-        async def stream() -> AsyncIterator[str]:
-            sent = first
-            yield f"event: runs\ndata: {first}\n\n"
-            deadline = asyncio.get_running_loop().time() + LIST_STREAM_SECONDS
-            while asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(POLL_SECONDS)
-                now = await asyncio.to_thread(page)
-                if now != sent:
-                    sent = now
-                    yield f"event: runs\ndata: {now}\n\n"
-            yield "event: end\ndata: {}\n\n"
+    @router.get(f"{UI_API}/pipelines/live")
+    def pipelines_live(ns: Namespace, sort_by: SortOrder = "name") -> StreamingResponse:
+        """Server-sent events: ``pipelines``, the namespace's pipelines (the REST list's
+        body, up to 1,000), at once and again whenever one was added or deleted."""
 
-        return _events(stream())
+        def page() -> str:
+            found = store.list_pipelines(ns, sort=sort_by, page_size=MAX_LISTED)
+            body = ListPipelines(
+                pipelines=[PipelineBody.of(p) for p in found.items],
+                next_page_token=found.next_page_token,
+            )
+            return body.model_dump_json()
+
+        return _live("pipelines", page)
+
+    @router.get(f"{UI_API}/experiments/live")
+    def experiments_live(
+        ns: Namespace, storage_state: StorageState = StorageState.AVAILABLE
+    ) -> StreamingResponse:
+        """Server-sent events: ``experiments``, the namespace's experiments in one storage
+        state (up to 1,000, by name) with their run counts, at once and again whenever
+        one was added, archived or unarchived or its counts changed."""
+
+        def page() -> str:
+            found = store.list_experiments(
+                ns,
+                ExperimentFilter(storage_state=storage_state),
+                sort="name",
+                page_size=MAX_LISTED,
+            )
+            views = [
+                ExperimentView(
+                    **ExperimentBody.of(e).model_dump(),
+                    runs=store.count_runs(ns, RunFilter(experiment_id=e.experiment_id)),
+                    active_runs=store.count_runs(
+                        ns, RunFilter(experiment_id=e.experiment_id, states=list(ACTIVE_STATES))
+                    ),
+                )
+                for e in found.items
+            ]
+            return ListExperimentViews(experiments=views).model_dump_json()
+
+        return _live("experiments", page)
+
+    @router.get(f"{UI_API}/recurringruns/live")
+    def recurring_live(ns: Namespace) -> StreamingResponse:
+        """Server-sent events: ``recurringRuns``, the namespace's recurring runs (up to
+        1,000, newest first) with their status, last tick, newest run and next tick, at
+        once and again whenever any of it changed."""
+
+        def page() -> str:
+            found = store.list_recurring_runs(ns, page_size=MAX_LISTED)
+            now = datetime.now(timezone.utc)
+            views = [_recurring_view(store, ns, r, now) for r in found.items]
+            return ListRecurringRunViews(recurringRuns=views).model_dump_json()
+
+        return _live("recurringRuns", page)
 
     @router.get(f"{UI_API}/runs/{{run_id}}/steps/{{task:path}}")
     def run_step(run_id: str, task: str, ns: Namespace) -> StepDetail:
@@ -283,6 +380,57 @@ def ui_router(store: Store, namespace_of: Callable[[Request], Awaitable[str]]) -
         )
 
     return router
+
+
+def _live(event: str, read: Callable[[], str]) -> StreamingResponse:
+    """Server-sent events named ``event``: ``read()`` at once, then again every
+    :data:`POLL_SECONDS`, sent only when it changed; after :data:`LIST_STREAM_SECONDS`
+    an ``end`` event (the page opens the stream again). A ``read`` that fails at once
+    (a bad page token) is an error response, not a stream."""
+    first = read()
+
+    async def stream() -> AsyncIterator[str]:
+        sent = first
+        yield f"event: {event}\ndata: {first}\n\n"
+        deadline = asyncio.get_running_loop().time() + LIST_STREAM_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(POLL_SECONDS)
+            now = await asyncio.to_thread(read)
+            if now != sent:
+                sent = now
+                yield f"event: {event}\ndata: {now}\n\n"
+        yield "event: end\ndata: {}\n\n"
+
+    return _events(stream())
+
+
+def _recurring_view(store: Store, ns: str, found: RecurringRun, now: datetime) -> RecurringRunView:
+    runs = RunFilter(recurring_run_id=found.recurring_run_id)
+    newest = store.list_runs(ns, runs, page_size=1).items
+    upcoming = None
+    if found.enabled:
+        trigger = Trigger(
+            cron=found.cron,
+            interval_seconds=found.interval_seconds,
+            start_time=found.start_time,
+            end_time=found.end_time,
+        )
+        upcoming = next_tick(trigger, now, origin=found.created_at)
+    return RecurringRunView(
+        **RecurringRunBody.of(found).model_dump(),
+        runs=store.count_runs(ns, runs),
+        last_run=(
+            LastRun(
+                run_id=newest[0].run_id,
+                display_name=newest[0].display_name,
+                state=newest[0].state.value,
+                created_at=newest[0].created_at,
+            )
+            if newest
+            else None
+        ),
+        next_tick_at=upcoming,
+    )
 
 
 def _events(stream: AsyncIterator[str]) -> StreamingResponse:

@@ -1,10 +1,18 @@
 """What the UI shows of a run's steps: their states (for the live graph) and one step's
-details (for the step panel), read from the run's lineage records and log files.
+details (for the step panel), read from the run's lineage records, attempt markers and
+log files.
 
-A step that ended has an ``executions`` row (written within about a second of its end);
-a step that wrote to its log and has no row yet is running; the others are waiting. So a
-step that runs silently shows ``PENDING`` until it ends: the runtime knows when a step was
-submitted and when it ended, not when it started (see :mod:`raypipe.runtime.progress`).
+Where each state comes from, the first that knows winning:
+
+* the run's ``executions`` rows (lineage, written within about a second of a step's end);
+* for a run whose steps are not tracked, once it ended: the outcomes the service's
+  executor kept (:func:`raypipe.api.run_files.save_step_outcomes`);
+* the step's latest attempt marker (:mod:`raypipe.runtime.markers`): written once an
+  attempt has run for 0.2 s, or at its end if it printed; running until it says how the
+  attempt ended (``retrying`` is still running);
+* a log without a marker: an attempt that printed and is running.
+
+Other steps are waiting (or were too short to be seen before their record arrived).
 
 Example:
     >>> states = step_states(RunFiles(run_id))            # doctest: +SKIP
@@ -15,13 +23,15 @@ Example:
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel
 
 from raypipe.api.run_files import ArtifactBody, RunFiles
 from raypipe.api.store import NotFound
+from raypipe.runtime.markers import MarkerRecord
+from raypipe.runtime.result import TaskResult
 
 __all__ = ["AttemptView", "StepDetail", "StepState", "ValueView", "step_detail", "step_states"]
 
@@ -89,13 +99,12 @@ class StepDetail(BaseModel):
 def step_states(files: RunFiles, *, ended: bool = False) -> dict[str, StepState]:
     """Every step of the run that ended or started, by its path in the run.
 
-    Reads only the run's own lineage files (a few milliseconds, so a live page can ask
-    every second); a run with none that has ``ended`` may have been compacted with others,
-    and is looked up through DuckDB instead.
+    Reads only the run's own files (a few milliseconds, so a live page can ask every
+    second); a run with no lineage files that has ``ended`` may have been compacted with
+    others, and is looked up through DuckDB, or it was not tracked and its outcomes file
+    answers.
     """
-    found: dict[str, StepState] = {
-        task: StepState(state="RUNNING") for task in {log.task for log in files.logs()}
-    }
+    attempts = files.attempt_files()
     rows = _own_executions(files.run_id)
     if not rows and ended:
         from raypipe.tracking.lineage.query import executions
@@ -104,9 +113,37 @@ def step_states(files: RunFiles, *, ended: bool = False) -> dict[str, StepState]
             (r.task, r.state, bool(r.cached), r.duration_s)
             for r in executions(files.run_id, root=_lineage_root())
         ]
+    recorded = {row[0] for row in rows}
+    outcomes = files.step_outcomes() if ended and not rows else {}
+    found: dict[str, StepState] = {
+        task: StepState(state="RUNNING") for task in attempts.logs if task not in recorded
+    }
+    for task, markers in attempts.markers.items():
+        if task in recorded or task in outcomes:
+            continue
+        latest = files.marker(markers[-1][1])
+        if latest is not None:
+            first = latest if len(markers) == 1 else files.marker(markers[0][1])
+            found[task] = _marked_state(latest, first)
     for task, state, cached, duration in rows:
         found[task] = StepState(state=state, cached=cached, duration_s=duration)
+    for task, outcome in outcomes.items():
+        found[task] = StepState(
+            state=outcome.state.value,
+            cached=outcome.state.value == "CACHED",
+            duration_s=outcome.duration,
+        )
     return found
+
+
+def _marked_state(latest: MarkerRecord, first: MarkerRecord | None) -> StepState:
+    """A step's state from its latest attempt's marker (and its first one's start)."""
+    if latest.outcome in (None, "retrying"):
+        return StepState(state="RUNNING")
+    start = (first or latest).start
+    duration = None if latest.end is None else latest.end - start
+    state = "SUCCEEDED" if latest.outcome == "succeeded" else "FAILED"
+    return StepState(state=state, duration_s=duration)
 
 
 def _own_executions(run_id: str) -> list[tuple[str, str, bool, float | None]]:
@@ -162,7 +199,8 @@ def step_detail(files: RunFiles, task: str) -> StepDetail:
     from raypipe.tracking.lineage.query import connect, executions, sql
 
     execution_id = f"{files.run_id}/{task}"
-    logs = [log.attempt for log in files.logs() if log.task == task]
+    listed = files.attempt_files()
+    logs = [attempt for attempt, _ in listed.logs.get(task, [])]
     with connect(_lineage_root()) as con:
         rows = [r for r in executions(files.run_id, connection=con) if r.task == task]
         names, attempts = sql(
@@ -180,7 +218,9 @@ def step_detail(files: RunFiles, task: str) -> StepDetail:
             [execution_id],
             connection=con,
         )
-    if not rows and not logs:
+    outcome = None if rows else files.step_outcomes().get(task)
+    markers = [m for _, path in listed.markers.get(task, []) for m in [files.marker(path)] if m]
+    if not rows and outcome is None and not logs and not markers:
         raise NotFound("step", task)
     detail = StepDetail(
         task=task,
@@ -192,7 +232,7 @@ def step_detail(files: RunFiles, task: str) -> StepDetail:
     )
     if rows:
         row = rows[0]
-        detail = detail.model_copy(
+        return detail.model_copy(
             update={
                 "state": row.state,
                 "cached": bool(row.cached),
@@ -212,7 +252,76 @@ def step_detail(files: RunFiles, task: str) -> StepDetail:
                 ),
             }
         )
+    if outcome is not None:  # an ended run whose steps were not tracked
+        return detail.model_copy(update=_from_outcome(outcome))
+    if markers:  # started: when and where, from its attempt markers
+        latest = markers[-1]
+        return detail.model_copy(
+            update={
+                "state": _marked_state(latest, markers[0]).state,
+                "start_time": _time(markers[0].start),
+                "end_time": _time(latest.end) if latest.outcome in _FINAL else None,
+                "duration_s": _marked_state(latest, markers[0]).duration_s,
+                "node_id": latest.node_id,
+                "node_ip": latest.node_ip,
+                "attempts": detail.attempts or [_marked_attempt(m) for m in markers],
+            }
+        )
     return detail
+
+
+_FINAL = ("succeeded", "failed")
+
+
+def _time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _marked_attempt(marker: MarkerRecord) -> AttemptView:
+    ended = marker.end if marker.outcome is not None else None
+    return AttemptView(
+        attempt=marker.attempt,
+        start_time=_time(marker.start),
+        end_time=_time(ended),
+        duration_s=None if ended is None else ended - marker.start,
+        succeeded=marker.outcome == "succeeded",
+        error_type=None,
+        error_message=None,
+        traceback=None,
+        log_tail=None,
+    )
+
+
+def _from_outcome(task: TaskResult) -> dict[str, Any]:
+    """The step panel's fields from a step's outcome kept by the executor."""
+    error = task.error
+    return {
+        "state": task.state.value,
+        "cached": task.state.value == "CACHED",
+        "component": task.component,
+        "display_name": task.display_name,
+        "start_time": task.start_time,
+        "end_time": task.end_time,
+        "duration_s": task.duration,
+        "node_id": task.node_id,
+        "node_ip": task.node_ip,
+        "error_type": None if error is None else error.type,
+        "error_message": None if error is None else error.message,
+        "attempts": [
+            AttemptView(
+                attempt=a.number,
+                start_time=a.start_time,
+                end_time=a.end_time,
+                duration_s=(a.end_time - a.start_time).total_seconds(),
+                succeeded=a.error is None,
+                error_type=None if a.error is None else a.error.type,
+                error_message=None if a.error is None else a.error.message,
+                traceback=None if a.error is None else a.error.traceback,
+                log_tail=None if a.error is None else a.error.log_tail,
+            )
+            for a in task.attempts
+        ],
+    }
 
 
 def _lineage_root() -> str:

@@ -2,7 +2,7 @@
 // #/experiments, #/recurring, #/compare?runs=A,B, #/lineage?run=ID&uri=URI.
 
 import { API, UI_API, del, forgetToken, getJson, postJson, readEvents } from "./api.js";
-import { ACTIVE, badge, between, el, errorBox, fill, seconds, when } from "./dom.js";
+import { ACTIVE, badge, between, el, errorBox, fill, refill, seconds, when } from "./dom.js";
 import { GraphView, template } from "./graph.js";
 import { runForm } from "./form.js";
 import { encodePath, showStep } from "./step.js";
@@ -27,15 +27,41 @@ async function route() {
   try {
     if (parts[0] === "runs" && parts[1]) await runPage(parts[1], page);
     else if (parts[0] === "pipelines" && parts[1]) await pipelinePage(parts[1], params, page);
-    else if (parts[0] === "pipelines") await pipelinesPage();
-    else if (parts[0] === "experiments") await experimentsPage();
-    else if (parts[0] === "recurring") await recurringPage();
+    else if (parts[0] === "pipelines") await pipelinesPage(page);
+    else if (parts[0] === "experiments") await experimentsPage(page);
+    else if (parts[0] === "recurring") await recurringPage(page);
     else if (parts[0] === "compare") await comparePage(params);
     else if (parts[0] === "lineage") await lineagePage(params);
     else await runsPage(params, page);
   } catch (error) {
     if (error.name !== "AbortError") fill(main, errorBox(error));
   }
+}
+
+// Follows a list's stream of server-sent events until the page is left: show(data) for
+// each event called ``name``; the stream is opened again when the service ends it, and at
+// once by refresh() (after an action here, so that its effect shows without waiting).
+function follow(path, name, show, page, onError) {
+  let current = null;
+  const open = () => {
+    current?.abort();
+    const mine = new AbortController();
+    current = mine;
+    page.signal.addEventListener("abort", () => mine.abort());
+    (async () => {
+      while (!mine.signal.aborted) {
+        await readEvents(path, (event, data) => { if (event === name) show(data); }, mine.signal);
+      }
+    })().catch((error) => { if (error.name !== "AbortError") onError(error); });
+  };
+  open();
+  return { refresh: open };
+}
+
+// A table body a stream fills: data-loaded once the first list arrived (tests wait for it).
+function loaded(body, rows, columns, empty) {
+  refill(body, rows.length ? rows : el("tr", {}, el("td", { colspan: columns, class: "muted" }, empty)));
+  body.dataset.loaded = "1";
 }
 
 function title(text, ...more) {
@@ -288,8 +314,8 @@ function uploadForm(label, onUpload) {
   } }, file, name, el("button", { type: "submit" }, label), message);
 }
 
-async function pipelinesPage() {
-  const { pipelines } = await getJson(`${API}/pipelines?page_size=1000&sort_by=name`);
+async function pipelinesPage(page) {
+  const body = el("tbody");
   fill(main,
     title("Pipelines"),
     uploadForm("Upload pipeline", async (name, text) => {
@@ -304,10 +330,14 @@ async function pipelinesPage() {
     }),
     el("table", { class: "list" },
       el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Created"))),
-      el("tbody", {}, pipelines.map((p) => el("tr", {},
-        el("td", {}, el("a", { href: `#/pipelines/${p.pipeline_id}` }, p.display_name)),
-        el("td", {}, p.description), el("td", {}, when(p.created_at)))))),
+      body),
   );
+  // live: a pipeline uploaded or deleted elsewhere joins or leaves the list
+  follow(`${UI_API}/pipelines/live?sort_by=name`, "pipelines", ({ pipelines }) => loaded(body,
+    pipelines.map((p) => el("tr", { "data-pipeline": p.pipeline_id },
+      el("td", {}, el("a", { href: `#/pipelines/${p.pipeline_id}`, "data-key": `open:${p.pipeline_id}` }, p.display_name)),
+      el("td", {}, p.description), el("td", {}, when(p.created_at)))),
+    3, "No pipelines: upload one."), page, (error) => fill(body, el("tr", {}, el("td", { colspan: 3 }, errorBox(error)))));
 }
 
 async function pipelinePage(pipelineId, params, page) {
@@ -365,42 +395,55 @@ async function pipelinePage(pipelineId, params, page) {
 
 // -- experiments ----------------------------------------------------------------------------
 
-async function experimentsPage() {
+async function experimentsPage(page) {
   const archived = new URLSearchParams(location.hash.split("?")[1] || "").get("archived") === "1";
-  const q = `page_size=1000&sort_by=name&storage_state=${archived ? "ARCHIVED" : "AVAILABLE"}`;
-  const { experiments } = await getJson(`${API}/experiments?${q}`);
   const name = el("input", { name: "name", required: true, placeholder: "name", "aria-label": "experiment name" });
   const description = el("input", { name: "description", placeholder: "description", "aria-label": "description" });
   const message = el("span");
+  const body = el("tbody");
+  let live = null;
   fill(main,
     title("Experiments"),
     el("form", { class: "inline-form", onsubmit: async (e) => {
       e.preventDefault();
       try {
         await postJson(`${API}/experiments`, { display_name: name.value, description: description.value });
-        route();
+        name.value = "";
+        description.value = "";
+        message.replaceChildren();
+        live.refresh();
       } catch (error) { fill(message, errorBox(error)); }
     } }, name, description, el("button", { type: "submit" }, "Create experiment"), message),
     el("p", {}, el("a", { href: archived ? "#/experiments" : "#/experiments?archived=1" }, archived ? "Show available" : "Show archived")),
-    el("table", { class: "list" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Last run"), el("th", {}, ""))),
-      el("tbody", {}, experiments.map((x) => el("tr", {},
-        el("td", {}, el("a", { href: `#/runs?experiment=${x.experiment_id}` }, x.display_name)),
-        el("td", {}, x.description),
-        el("td", {}, when(x.last_run_created_at)),
-        el("td", {}, el("button", { type: "button", onclick: async () => {
-          await postJson(`${API}/experiments/${x.experiment_id}:${archived ? "unarchive" : "archive"}`);
-          route();
-        } }, archived ? "Unarchive" : "Archive")))))),
+    el("table", { class: "list experiments" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Description"), el("th", {}, "Runs"), el("th", {}, "Last run"), el("th", {}, el("span", { class: "sr-only" }, "actions")))),
+      body),
   );
+  // live: run counts (and the newest run's time) follow the runs; experiments created,
+  // archived or unarchived elsewhere join or leave the list
+  const state = archived ? "ARCHIVED" : "AVAILABLE";
+  live = follow(`${UI_API}/experiments/live?storage_state=${state}`, "experiments", ({ experiments }) => loaded(body,
+    experiments.map((x) => el("tr", { "data-experiment": x.experiment_id },
+      el("td", {}, el("a", { href: `#/runs?experiment=${x.experiment_id}`, "data-key": `open:${x.experiment_id}` }, x.display_name)),
+      el("td", {}, x.description),
+      el("td", { class: "count" }, String(x.runs), x.active_runs ? el("span", { class: "muted" }, ` (${x.active_runs} active)`) : null),
+      el("td", {}, when(x.last_run_created_at)),
+      el("td", {}, el("button", { type: "button", "data-key": `toggle:${x.experiment_id}`, onclick: async () => {
+        try {
+          await postJson(`${API}/experiments/${x.experiment_id}:${archived ? "unarchive" : "archive"}`);
+          live.refresh();
+        } catch (error) { fill(message, errorBox(error)); }
+      } }, archived ? "Unarchive" : "Archive")))),
+    5, archived ? "No archived experiments." : "No experiments."), page, (error) => fill(body, el("tr", {}, el("td", { colspan: 5 }, errorBox(error)))));
 }
 
 // -- recurring runs -------------------------------------------------------------------------
 
-async function recurringPage() {
-  const [{ recurringRuns }, experiments, { all }] = await Promise.all([
-    getJson(`${API}/recurringruns?page_size=1000`), experimentNames(), pipelineVersions(),
-  ]);
+async function recurringPage(page) {
+  const [experiments, { all }] = await Promise.all([experimentNames(), pipelineVersions()]);
+  const body = el("tbody");
+  const message = el("span", { "aria-live": "polite" });
+  let live = null;
   const formBox = el("div", { class: "run-form" });
   const versionSelect = el("select", { "aria-label": "pipeline version", onchange: () => showForm() },
     all.map(({ version }) => el("option", { value: version.pipeline_version_id }, names.versions.get(version.pipeline_version_id))));
@@ -417,32 +460,48 @@ async function recurringPage() {
           display_name: name, pipeline_version_id: versionSelect.value, experiment_id: experiment || null,
           runtime_config: { parameters }, trigger, max_concurrency: maxConcurrency, no_catchup: !catchup,
         });
-        route();
+        live.refresh();
+        await showForm(); // a blank form for the next one
       },
     }));
   }
   const describe = (t) => t.cron_schedule ? `cron ${t.cron_schedule.cron}` : `every ${t.periodic_schedule.interval_second} s`;
+  const act = async (action) => {
+    try {
+      await action();
+      message.replaceChildren();
+      live.refresh();
+    } catch (error) { fill(message, errorBox(error)); }
+  };
   fill(main,
     title("Recurring runs"),
+    message,
     el("table", { class: "list recurring" },
-      el("thead", {}, el("tr", {}, ["Name", "Pipeline", "Trigger", "Status", "Last tick", "Runs", ""].map((h) => el("th", {}, h)))),
-      el("tbody", {}, recurringRuns.map((r) => el("tr", { "data-recurring": r.recurring_run_id },
-        el("td", {}, r.display_name),
-        el("td", {}, names.versions.get(r.pipeline_version_id) || ""),
-        el("td", {}, describe(r.trigger)),
-        el("td", {}, badge(r.status)),
-        el("td", {}, when(r.last_tick_at)),
-        el("td", {}, el("a", { href: `#/runs?recurring=${r.recurring_run_id}` }, "runs")),
-        el("td", { class: "buttons" },
-          el("button", { type: "button", onclick: async () => { await postJson(`${API}/recurringruns/${r.recurring_run_id}:${r.status === "ENABLED" ? "disable" : "enable"}`); route(); } },
-            r.status === "ENABLED" ? "Disable" : "Enable"),
-          el("button", { type: "button", onclick: async () => { if (confirm(`Delete ${r.display_name}?`)) { await del(`${API}/recurringruns/${r.recurring_run_id}`); route(); } } }, "Delete")),
-      ))),
-    ),
+      el("thead", {}, el("tr", {}, ["Name", "Pipeline", "Trigger", "Status", "Last tick", "Last run", "Next run", "Runs"].map((h) => el("th", {}, h)),
+        el("th", {}, el("span", { class: "sr-only" }, "actions")))),
+      body),
     el("h2", {}, "New recurring run"),
     el("label", {}, "Pipeline ", versionSelect),
     formBox,
   );
+  // live: status, last tick, the newest run and its state, the next tick and the count
+  // follow the schedule as it fires; schedules made or deleted elsewhere come and go
+  live = follow(`${UI_API}/recurringruns/live`, "recurringRuns", ({ recurringRuns }) => loaded(body,
+    recurringRuns.map((r) => el("tr", { "data-recurring": r.recurring_run_id },
+      el("td", {}, r.display_name),
+      el("td", {}, names.versions.get(r.pipeline_version_id) || ""),
+      el("td", {}, describe(r.trigger)),
+      el("td", {}, badge(r.status)),
+      el("td", {}, when(r.last_tick_at)),
+      el("td", {}, r.last_run ? [el("a", { href: `#/runs/${r.last_run.run_id}`, "data-key": `last:${r.recurring_run_id}` }, when(r.last_run.created_at)), " ", badge(r.last_run.state)] : ""),
+      el("td", {}, r.next_tick_at ? when(r.next_tick_at) : ""),
+      el("td", { class: "count" }, el("a", { href: `#/runs?recurring=${r.recurring_run_id}`, "data-key": `runs:${r.recurring_run_id}`, "aria-label": `${r.runs} runs of ${r.display_name}` }, `${r.runs} runs`)),
+      el("td", { class: "buttons" },
+        el("button", { type: "button", "data-key": `toggle:${r.recurring_run_id}`, onclick: () => act(() => postJson(`${API}/recurringruns/${r.recurring_run_id}:${r.status === "ENABLED" ? "disable" : "enable"}`)) },
+          r.status === "ENABLED" ? "Disable" : "Enable"),
+        el("button", { type: "button", "data-key": `delete:${r.recurring_run_id}`, onclick: () => { if (confirm(`Delete ${r.display_name}?`)) act(() => del(`${API}/recurringruns/${r.recurring_run_id}`)); } }, "Delete")),
+    )),
+    9, "No recurring runs."), page, (error) => fill(message, errorBox(error)));
   await showForm();
 }
 

@@ -66,3 +66,12 @@ export function fill(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
   return node;
 }
+
+// fill() for a part a stream redraws: the keyboard stays on the control it was on (the one
+// with the same data-key), when it is still there.
+export function refill(node, ...children) {
+  const focused = node.contains(document.activeElement) ? document.activeElement.dataset?.key : null;
+  fill(node, ...children);
+  if (focused) node.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
+  return node;
+}
