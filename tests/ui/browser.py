@@ -117,3 +117,86 @@ def audit_keyboard(page: object, max_tabs: int = 120) -> list[str]:
         )
         problems.extend(f"not reached with Tab: {html}" for html in unreached)
     return problems
+
+
+# Every piece of text on the page with its colour, the colour behind it (backgrounds
+# composited up the ancestors; an SVG label's is its node's box, over the graph's
+# background) and the contrast ratio WCAG 2 defines; text that fails AA is returned:
+# below 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). Disabled controls and
+# hidden text are exempt, as WCAG says.
+_CONTRAST = """() => {
+  const parse = (text) => {  // rgb(r, g, b) or rgba(r, g, b, a), as computed styles give
+    if (!text || !text.startsWith('rgb')) return null;
+    const [r, g, b, a] = text.match(/[\\d.]+/g).map(Number);
+    return [r, g, b, a === undefined ? 1 : a];
+  };
+  const over = (top, bottom) => {  // top composited over an opaque bottom
+    const a = top[3];
+    return [0, 1, 2].map((i) => top[i] * a + bottom[i] * (1 - a)).concat(1);
+  };
+  const lum = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => {
+      const s = v / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ratio = (a, b) => {
+    const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  const layers = (start) => {  // background colours from start up to the root
+    const found = [];
+    for (let e = start; e && e.nodeType === 1; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      if (e instanceof SVGElement && e.matches('g.node')) {
+        const rect = e.querySelector(':scope > rect');
+        const fill = rect && parse(getComputedStyle(rect).fill);
+        if (fill) found.push(fill);
+      } else if (!(e instanceof SVGElement)) {
+        const bg = parse(style.backgroundColor);
+        if (bg && bg[3] > 0) found.push(bg);
+      }
+    }
+    return found;
+  };
+  const behind = (start) => {
+    let color = [255, 255, 255, 1];
+    for (const layer of layers(start).reverse()) color = layer[3] >= 1 ? layer : over(layer, color);
+    return color;
+  };
+  const failing = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    const e = t.parentElement;
+    if (!e || !t.textContent.trim() || seen.has(e)) continue;
+    seen.add(e);
+    const exempt = '[disabled], [aria-hidden="true"], dialog:not([open]), .sr-only, title, option';
+    if (e.closest(exempt)) continue;
+    if (!e.getClientRects().length) continue;
+    const style = getComputedStyle(e);
+    if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+    const svgText = e instanceof SVGElement;
+    let fg = parse(svgText ? style.fill : style.color);
+    if (!fg) continue;
+    const bg = behind(svgText ? e.parentElement : e);
+    if (fg[3] < 1) fg = over(fg, bg);
+    const size = parseFloat(style.fontSize);
+    const bold = Number(style.fontWeight) >= 700;
+    const needed = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+    const found = ratio(fg, bg);
+    if (found < needed) {
+      failing.push(`${found.toFixed(2)}:1 < ${needed}:1: "${t.textContent.trim().slice(0, 40)}" `
+        + `(${e.tagName.toLowerCase()}.${String(e.className.baseVal ?? e.className)}, `
+        + `rgb(${fg.slice(0, 3).map(Math.round)}) on rgb(${bg.slice(0, 3).map(Math.round)}))`);
+    }
+  }
+  return failing;
+}"""
+
+
+def contrast_problems(page: object) -> list[str]:
+    """Text of the page whose contrast with what is behind it fails WCAG 2 AA."""
+    found: list[str] = page.evaluate(_CONTRAST)  # type: ignore[attr-defined]
+    return found

@@ -19,7 +19,7 @@ import pytest
 
 import raypipe
 from tests.ui import pipelines
-from tests.ui.browser import Console, audit_keyboard, browser_or_fail, shot
+from tests.ui.browser import Console, audit_keyboard, browser_or_fail, contrast_problems, shot
 from tests.ui.conftest import TOKEN
 
 _WAIT_MS = 60_000
@@ -464,3 +464,65 @@ def test_the_runs_list_filters_by_pipeline_across_its_versions(
     tab.get_by_label("Pipeline").select_option(label="ui-failing / v2")
     tab.locator(f'tr[data-run="{runs["by-v1"]}"]').wait_for(state="detached")
     assert tab.locator(f'tr[data-run="{runs["by-v2"]}"]').count() == 1
+
+
+_NODE_STATES = [
+    "SUCCEEDED",
+    "FAILED",
+    "RUNNING",
+    "PENDING",
+    "CACHED",
+    "SKIPPED",
+    "CANCELED",
+    "UPSTREAM_FAILED",
+    "NOT_RUN",
+]
+_BADGES = [*_NODE_STATES, "CANCELING", "ENABLED", "DISABLED"]
+
+# A badge of every state the pages show, beside the page's own (the rules are the same).
+_SWATCHES = """(states) => {
+  const box = document.createElement('p');
+  for (const state of states) {
+    const badge = document.createElement('span');
+    badge.className = `badge state-${state}`;
+    badge.textContent = state.replaceAll('_', ' ').toLowerCase();
+    box.append(badge, ' ');
+  }
+  document.querySelector('main').append(box);
+}"""
+
+
+def test_text_on_every_state_colour_and_control_has_aa_contrast(
+    page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
+) -> None:
+    tab, _ = page
+    run = client.create_run_from_pipeline_func(pipelines.failing, arguments={"rows": 5})
+    client.wait_for_run_completion(run.run_id, timeout=120)
+    problems: dict[str, list[str]] = {}
+    _sign_in(tab, "/#/runs")
+    tab.locator("tr[data-run]").first.wait_for()
+    tab.evaluate(_SWATCHES, _BADGES)
+    problems["runs"] = contrast_problems(tab)
+    tab.goto(f"/#/runs/{run.run_id}")
+    _wait_state(tab, "parse-rows", "FAILED")
+    tab.locator('.node[data-id="parse-rows"]').click()
+    tab.locator(".step-panel ol.attempts").wait_for()
+    problems["run"] = contrast_problems(tab)
+    for state in _NODE_STATES:  # every node drawn in each state in turn, cached too
+        for cached in (False, True):
+            tab.evaluate(
+                "([state, cached]) => document.querySelectorAll('.node').forEach((g) => {"
+                "  g.setAttribute('data-state', state); g.classList.toggle('cached', cached); })",
+                [state, cached],
+            )
+            problems[f"graph {state}{' cached' if cached else ''}"] = contrast_problems(tab)
+    for name, path, ready in [
+        ("pipeline", f"/#/pipelines/{uploaded['ui-stepwise']}", "form.generated-form"),
+        ("experiments", "/#/experiments", "tbody[data-loaded]"),
+        ("recurring", "/#/recurring", "tbody[data-loaded]"),
+    ]:
+        tab.goto(path)
+        tab.locator(ready).first.wait_for()
+        problems[name] = contrast_problems(tab)
+    failing = [f"{where}: {problem}" for where, found in problems.items() for problem in found]
+    assert not failing, "\n".join(failing)
