@@ -120,6 +120,7 @@ def test_a_run_started_from_the_form_turns_green_step_by_step(
     panel.locator("h2 .state-RUNNING").wait_for()
     started = panel.locator("dl.facts dt", has_text="started")
     assert started.count() == 1 and panel.locator("dl.facts dd").first.inner_text()
+    assert "attempt 1: running since" in panel.locator("ol.attempts").inner_text()
     shot(tab, "run-graph-waiting")
     (gates / "first").touch()
     _wait_state(tab, first, "SUCCEEDED")

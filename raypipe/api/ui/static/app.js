@@ -496,10 +496,10 @@ async function recurringPage(page) {
       el("td", {}, r.last_run ? [el("a", { href: `#/runs/${r.last_run.run_id}`, "data-key": `last:${r.recurring_run_id}` }, when(r.last_run.created_at)), " ", badge(r.last_run.state)] : ""),
       el("td", {}, r.next_tick_at ? when(r.next_tick_at) : ""),
       el("td", { class: "count" }, el("a", { href: `#/runs?recurring=${r.recurring_run_id}`, "data-key": `runs:${r.recurring_run_id}`, "aria-label": `${r.runs} runs of ${r.display_name}` }, `${r.runs} runs`)),
-      el("td", { class: "buttons" },
+      el("td", {}, el("div", { class: "buttons" }, // a flex box inside the cell, not the cell
         el("button", { type: "button", "data-key": `toggle:${r.recurring_run_id}`, onclick: () => act(() => postJson(`${API}/recurringruns/${r.recurring_run_id}:${r.status === "ENABLED" ? "disable" : "enable"}`)) },
           r.status === "ENABLED" ? "Disable" : "Enable"),
-        el("button", { type: "button", "data-key": `delete:${r.recurring_run_id}`, onclick: () => { if (confirm(`Delete ${r.display_name}?`)) act(() => del(`${API}/recurringruns/${r.recurring_run_id}`)); } }, "Delete")),
+        el("button", { type: "button", "data-key": `delete:${r.recurring_run_id}`, onclick: () => { if (confirm(`Delete ${r.display_name}?`)) act(() => del(`${API}/recurringruns/${r.recurring_run_id}`)); } }, "Delete"))),
     )),
     9, "No recurring runs."), page, (error) => fill(message, errorBox(error)));
   await showForm();

@@ -180,7 +180,8 @@ function roc(points) {
 
 function attempts(list) {
   return el("ol", { class: "attempts" }, list.map((a) => el("li", {},
-    el("span", {}, `attempt ${a.attempt}: `, a.succeeded ? "succeeded" : "failed", a.duration_s !== null ? ` in ${seconds(a.duration_s)}` : ""),
+    el("span", {}, `attempt ${a.attempt}: `, a.end_time === null ? `running since ${when(a.start_time)}` : a.succeeded ? "succeeded" : "failed",
+      a.duration_s !== null ? ` in ${seconds(a.duration_s)}` : ""),
     a.error_type ? el("div", { class: "step-error" }, el("strong", {}, a.error_type), ": ", a.error_message) : null,
     a.traceback ? el("details", { open: !a.succeeded }, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, a.traceback)) : null,
   )));
