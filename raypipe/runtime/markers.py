@@ -12,10 +12,11 @@ started leaves ``{root}/{pipeline}/{run_id}/{task}/.logs/attempt-N.json`` beside
 and when it ends, ``end`` and ``outcome`` (``succeeded``, ``failed``, or ``retrying``: it
 failed and another attempt follows) are filled in. An attempt that wrote a log gets its
 marker at its end however short it was (it paid for the folder already), so a log without
-a marker means an attempt that is running.
+a marker means an attempt that is running (or ended less than 0.1 s ago).
 
 The step's own thread pays about a microsecond: it registers the attempt when it starts
-and says how it ended (no file, no thread switch). A watcher thread of the worker process,
+and says how it ended (no file; the first step after a second without any also wakes the
+watcher). A watcher thread of the worker process,
 awake only while steps run, writes the markers (through the artifact store, so remote
 roots get them too). A trivial step (about a millisecond) ends long before its marker is
 due and leaves no file; a run's page reads every second, so it would not have seen it
