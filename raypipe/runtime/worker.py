@@ -86,7 +86,9 @@ class RunContext(NamedTuple):
     scratch: str  # the run's scratch directory on each node (stop flag, timeout dumps)
     fail_fast: bool  # a failed step stops the run from starting new steps
     tracking: bool = False  # steps describe their inputs for lineage and MLflow
-    # (variable, value) of the step's dsl.Secret environment: set for one step's task only
+    # (variable, value) of the step's dsl.Secret environment: set for one step's task only.
+    # A task receives them as [variable, value] lists (Ray pickles tuples; see
+    # execution._run_wire): read them as pairs, never compare them to a tuple.
     secrets: tuple[tuple[str, str], ...] = ()
 
 
