@@ -69,9 +69,11 @@ class StoreBase:
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
-        """A plain connection for reading, without an ORM session's bookkeeping (for the
-        lists the service answers most: they read rows, not objects)."""
-        with self._engine.connect() as connection:
+        """A plain connection for one read statement, without an ORM session's bookkeeping
+        (for the lists the service answers most: they read rows, not objects) and without
+        a transaction (one statement reads one snapshot anyway): on PostgreSQL that saves
+        the round trip of a ROLLBACK when the connection goes back to the pool."""
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
     @contextmanager
