@@ -1,8 +1,8 @@
 """Load: a burst of small runs submitted at once through the API, all of which complete,
 while a prober measures the service's health check.
 
-A real ``raypipe server`` (one process, 8 request threads, its executor running the runs
-on this session's Ray) gets every run's ``POST /runs`` from 16 concurrent clients at
+A real ``raypipe server`` (one API process and, on Linux, its executor process running
+the runs on this session's Ray) gets every run's ``POST /runs`` from 16 concurrent clients at
 once. Meanwhile a prober calls ``/healthz`` every 20 ms and keeps each latency, from the
 first request of the burst until the last run ended. Checked: every run is created and
 ends ``SUCCEEDED``. The latencies are printed (and recorded in docs/reliability.md), not
