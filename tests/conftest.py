@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -34,3 +35,21 @@ def raypipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: 
     monkeypatch.setenv("RAYPIPE_QUIET", "1")  # no progress display; test_progress turns it on
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     return home
+
+
+@pytest.fixture
+def in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many steps were in flight after each submission of a run in the test (the real
+    ``Execution._submit_step``, counted)."""
+    from raypipe.runtime.execution import Execution
+
+    seen: list[int] = []
+    submit = Execution._submit_step
+
+    def counted(self: Any, step: Any) -> Any:
+        refs = submit(self, step)
+        seen.append(len(self._pending))
+        return refs
+
+    monkeypatch.setattr(Execution, "_submit_step", counted)
+    return seen

@@ -7,13 +7,9 @@ what the scheduler still waits on) and the Python memory the driver allocated.
 from __future__ import annotations
 
 import tracemalloc
-from typing import Any
-
-import pytest
 
 import raypipe
 from raypipe import dsl
-from raypipe.runtime.execution import Execution
 
 
 @dsl.component
@@ -24,21 +20,6 @@ def inc(x: int) -> int:
 @dsl.component
 def total(xs: list) -> int:
     return sum(xs)
-
-
-@pytest.fixture
-def in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Records how many steps were in flight after each submission."""
-    seen: list[int] = []
-    submit = Execution._submit_step
-
-    def counted(self: Execution, step: Any) -> Any:
-        refs = submit(self, step)
-        seen.append(len(self._pending))
-        return refs
-
-    monkeypatch.setattr(Execution, "_submit_step", counted)
-    return seen
 
 
 def test_a_loop_keeps_at_most_its_window_in_flight_and_nothing_after(

@@ -12,7 +12,7 @@ import pytest
 
 import raypipe
 from raypipe import dsl
-from raypipe.runtime.execution import Execution, step_window
+from raypipe.runtime.execution import step_window
 from raypipe.runtime.scheduler import DEFAULT_STEP_WINDOW
 from tests.pipelines import add
 
@@ -32,21 +32,6 @@ def fail_on(x: int, bad: int) -> int:
 @dsl.component
 def notify(status: dsl.PipelineTaskFinalStatus, prefix: str) -> str:
     return f"{prefix}: {status.state}"
-
-
-@pytest.fixture
-def in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Records how many steps were in flight after each submission."""
-    seen: list[int] = []
-    submit = Execution._submit_step
-
-    def counted(self: Execution, step: Any) -> Any:
-        refs = submit(self, step)
-        seen.append(len(self._pending))
-        return refs
-
-    monkeypatch.setattr(Execution, "_submit_step", counted)
-    return seen
 
 
 def _chains(width: int, steps: int) -> Any:
