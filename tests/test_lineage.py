@@ -598,6 +598,26 @@ def test_a_run_with_many_parts_merges_them_when_it_closes(tmp_path: Path) -> Non
     assert len(_table(root, "executions", "task")) == len(EXPECTED_STATES)
 
 
+def test_a_run_merges_its_parts_one_at_a_time_into_sorted_row_groups(tmp_path: Path) -> None:
+    root = tmp_path / "lineage"
+    run_id = "f" * 32
+    writer = LineageWriter(str(root), flush_seconds=3600, merge_parts=2)
+    writer.run_started(_started(run_id))
+    for part in range(3):  # one part per flush; names out of order within each
+        for task in ("c", "a", "b"):
+            writer.step_ended(_step(run_id, f"{task}{part}", outputs={"n": part}))
+        writer.flush()
+    writer.run_ended(_ended(run_id))
+    writer.close()
+    files = list((root / "executions" / f"run_id={run_id}").iterdir())
+    assert [f.name[:7] for f in files] == ["merged-"]
+    merged = pq.ParquetFile(files[0])
+    groups = [merged.read_row_group(i).column("task").to_pylist() for i in range(3)]
+    assert merged.num_row_groups == 3
+    assert groups == [[f"a{p}", f"b{p}", f"c{p}"] for p in range(3)]
+    assert len(_table(root, "events", "execution_id")) == 9  # one output event per step
+
+
 # Writing: failures, remote roots, bad roots ----------------------------------------------
 
 

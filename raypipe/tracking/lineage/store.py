@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -50,6 +51,7 @@ __all__ = [
     "Listing",
     "Manifest",
     "PartFile",
+    "arrow_pool",
     "conform",
     "file_name",
     "new_token",
@@ -165,7 +167,7 @@ class LineageStore:
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **_METADATA})
 
         def write_to(sink: Any) -> None:
-            pq.write_table(data, sink, compression="zstd")
+            pq.write_table(data, sink, compression="zstd", memory_pool=arrow_pool())
 
         return self.publish(table, directory, name, write_to)
 
@@ -252,8 +254,8 @@ class LineageStore:
 
     def read(self, part: PartFile) -> pa.Table:
         """One file's rows, in the table's current schema (columns it lacks are null)."""
-        with self.fs.open_input_file(part.path) as source:
-            data = pq.read_table(source)
+        fragment = pads.ParquetFileFormat().make_fragment(part.path, filesystem=self.fs)
+        data = fragment.to_table(use_threads=False, memory_pool=arrow_pool())
         return conform(data, TABLES[part.table])
 
     def delete(self, paths: list[str]) -> None:
@@ -328,6 +330,17 @@ class LineageStore:
             self.fs.delete_file(path)
         except (pa.ArrowException, OSError):
             return  # nothing was left behind, or the filesystem is gone: the caller reports
+
+
+def arrow_pool() -> pa.MemoryPool:
+    """The memory pool of the lineage files' Arrow work (building, reading, writing,
+    merging): the C library's allocator.
+
+    Arrow's default pool (mimalloc or jemalloc) keeps what it freed for the thread that
+    freed it; the writer works in short bursts on background threads of the driver, where
+    that kept memory (tens of MB after merging a run's parts) would stay for nothing.
+    """
+    return pa.system_memory_pool()
 
 
 def file_name(kind: str, token: str, seq: int) -> str:

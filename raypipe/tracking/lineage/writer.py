@@ -5,7 +5,8 @@ memory and are written (one part per table and run) when ``flush_rows`` are wait
 the oldest has waited ``flush_seconds``, by a background thread, so a driver killed with
 ``kill -9`` loses at most about a second of records; ``close`` writes the rest. A run
 that wrote more than ``merge_parts`` parts of a table merges them into one when it
-closes, then records its end: a finished run leaves few files behind.
+closes, one part at a time (:func:`~.compact.stream_tables`), then records its end: a
+finished run leaves few files behind, and the merge holds one part in memory at a time.
 
 A write that fails warns, naming the run, the table and the rows not written, and those
 rows are tried again at the next flush; the run itself never fails because of it.
@@ -23,19 +24,29 @@ import time
 import warnings
 from collections import defaultdict
 from datetime import datetime, timezone
+from typing import Any
 
 import pyarrow as pa
 
 from raypipe.runtime.events import RunEnded, RunStarted, StepEnded
-from raypipe.tracking.lineage.compact import merge, merge_tables
+from raypipe.tracking.lineage.compact import merge, stream_tables
 from raypipe.tracking.lineage.records import Row, run_row, step_rows
 from raypipe.tracking.lineage.schema import TABLES
-from raypipe.tracking.lineage.store import LineageStore, PartFile, file_name, new_token
+from raypipe.tracking.lineage.store import (
+    LineageStore,
+    PartFile,
+    arrow_pool,
+    file_name,
+    new_token,
+)
 
 __all__ = ["LineageWriter"]
 
 _FINAL_ATTEMPTS = 3  # tries of the last flush, at close
 _FINAL_BACKOFF_S = 0.2
+
+Packed = tuple[Any, ...]  # a row's values in its table's column order
+_COLUMNS = {table: tuple(schema.names) for table, schema in TABLES.items()}
 
 
 class LineageWriter:
@@ -76,7 +87,8 @@ class LineageWriter:
         self.merge_parts = merge_parts
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._buffers: dict[str, list[Row]] = {table: [] for table in TABLES}
+        # rows wait as tuples in their table's column order: a third of a dict's memory
+        self._buffers: dict[str, list[Packed]] = {table: [] for table in TABLES}
         self._waiting = 0  # rows in the buffers
         self._oldest: float | None = None  # time.monotonic() of the oldest waiting row
         self._retry_at = 0.0  # after a failed flush, not before this
@@ -141,7 +153,7 @@ class LineageWriter:
         with self._lock:
             added = 0
             for table, table_rows in rows.items():
-                self._buffers[table].extend(table_rows)
+                self._buffers[table].extend(_pack(table_rows, _COLUMNS[table]))
                 added += len(table_rows)
             if not added:
                 return
@@ -190,15 +202,15 @@ class LineageWriter:
                 taken, self._buffers = self._buffers, {table: [] for table in TABLES}
                 oldest, self._oldest, self._waiting = self._oldest, None, 0
                 seq, self._seq = self._seq, self._seq + 1
-            failed: dict[str, list[Row]] = {}
+            failed: dict[str, list[Packed]] = {}
             problems: list[str] = []
             for table, rows in taken.items():
-                by_run: dict[str, list[Row]] = defaultdict(list)
+                by_run: dict[str, list[Packed]] = defaultdict(list)
                 for row in rows:
-                    by_run[row["run_id"]].append(row)
+                    by_run[row[0]].append(row)  # run_id, every table's first column
                 for run_id, run_rows in by_run.items():
                     try:
-                        data = pa.Table.from_pylist(run_rows, schema=TABLES[table])
+                        data = _arrow_table(run_rows, TABLES[table])
                     except (pa.ArrowException, TypeError, ValueError) as exc:
                         warnings.warn(  # a bug in raypipe: trying again would not help
                             f"raypipe: lineage at {self.store.public_root}: run {run_id}: "
@@ -260,7 +272,7 @@ class LineageWriter:
         for (table, run_id), parts in list(self._written.items()):
             if len(parts) <= self.merge_parts:
                 continue
-            produce = functools.partial(merge_tables, self.store, table)
+            produce = functools.partial(stream_tables, self.store, table)
             try:
                 merge(self.store, table, parts, self.store.run_dir(table, run_id), produce)
             except Exception as exc:  # nothing is lost: the parts stay as they were
@@ -272,6 +284,23 @@ class LineageWriter:
                     stacklevel=3,
                 )
             del self._written[(table, run_id)]
+
+
+def _pack(rows: list[Row], columns: tuple[str, ...]) -> list[Packed]:
+    """``rows`` as tuples in ``columns`` order (a missing key is null, an unknown one
+    dropped)."""
+    return [tuple(row.get(name) for name in columns) for row in rows]
+
+
+def _arrow_table(rows: list[Packed], schema: pa.Schema) -> pa.Table:
+    """Packed ``rows`` as a table of ``schema``, built column by column in the lineage
+    files' memory pool."""
+    pool = arrow_pool()
+    columns = [
+        pa.array([row[i] for row in rows], type=field.type, memory_pool=pool)
+        for i, field in enumerate(schema)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _now() -> datetime:
