@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, inspect
@@ -37,6 +38,8 @@ from raypipe.api.store import (
     head_revision,
     migrate,
 )
+from raypipe.api.store import database as store_database
+from raypipe.api.store.database import sqlalchemy_url
 from raypipe.api.store.migrations import VERSION_TABLE
 from raypipe.api.store.models import Base
 from tests.pipelines import addition
@@ -124,6 +127,40 @@ def test_default_store_is_sqlite_under_raypipe_home(
     assert database_url() == "postgresql://u:secret@db:5432/raypipe"
     with pytest.raises(InvalidArgument, match="use sqlite"):
         Store("mysql://u@db/raypipe")
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_postgresql_times_read_back_in_utc_whatever_the_sessions_zone(store_url: str) -> None:
+    parsed = sqlalchemy_url(store_url)
+    options = f"{parsed.query['options']} -cTimeZone=Asia/Tokyo"
+    tokyo = parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    with Store(tokyo) as store:
+        made = new_run(store, created_at=T0 + timedelta(hours=3))
+        for found in (store.get_run(NS, made.run_id), store.list_runs(NS).items[0]):
+            assert found.created_at == T0 + timedelta(hours=3)
+            assert found.created_at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_pooled_postgresql_connection_that_died_while_idle_is_replaced(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_database, "PING_AFTER_IDLE_S", 0.0)  # check at every use
+    with Store(store_url) as store:
+        made = new_run(store)
+        with store._engine.connect() as connection:
+            backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        # The connection back in the pool is the one the next call takes: end its server
+        # process, as a database restart or an idle timeout would.
+        admin = sqlalchemy.create_engine(sqlalchemy_url(store_url))
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
+        finally:
+            admin.dispose()
+        assert [r.run_id for r in store.list_runs(NS).items] == [made.run_id]
+        with store._engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != backend
 
 
 # --- experiments ------------------------------------------------------------------------
@@ -540,6 +577,7 @@ def test_run_filters_select_by_state_parent_name_and_time(store: Store) -> None:
     assert ids(RunFilter(name_contains="NIGHTLY")) == {a.run_id, b.run_id}
     assert ids(RunFilter(name_contains="50%")) == {a.run_id}  # % is not a wildcard
     assert ids(RunFilter(name_contains="y_")) == {b.run_id}  # nor is _
+    assert ids(RunFilter(name_contains="")) == {a.run_id, b.run_id, c.run_id}
     assert ids(RunFilter(created_after=T0)) == {b.run_id, c.run_id}
     assert ids(RunFilter(created_before=T0 + timedelta(hours=1))) == {a.run_id}
     assert ids(RunFilter(storage_state=StorageState.ARCHIVED)) == {c.run_id}

@@ -15,13 +15,16 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from raypipe.api.store.errors import InvalidArgument
 from raypipe.runtime.config import RuntimeConfig
@@ -68,12 +71,17 @@ def create_engine(url: str) -> Engine:
     """An engine for ``url``, configured for the store (see ``WRITE``).
 
     A SQLite file gets its folder created, write-ahead logging, foreign keys and a busy
-    timeout; PostgreSQL connections are checked before use (a restarted server does not
-    break the pool).
+    timeout. PostgreSQL connections speak UTC (``_postgresql_connect``) and are checked
+    before use when they have been idle for ``PING_AFTER_IDLE_S`` (``_ping_if_idle``):
+    a restarted server does not break the pool.
     """
     parsed = sqlalchemy_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
+        engine = sqlalchemy.create_engine(parsed)
+        event.listen(engine, "connect", _postgresql_connect)
+        event.listen(engine, "checkin", _note_return)
+        event.listen(engine, "checkout", _ping_if_idle)
+        return engine
     if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
         raise InvalidArgument("database", "url", "the SQLite store must be a file path")
     Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +91,57 @@ def create_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _postgresql_connect(dbapi_connection: psycopg.Connection[Any], _record: Any) -> None:
+    # The session's time zone is UTC, so psycopg returns ``timestamptz`` values as UTC
+    # datetimes and UTCDateTime has nothing left to convert when reading.
+    _run_outside_transaction(dbapi_connection, "SET TIME ZONE 'UTC'")
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle this long is checked before use."""
+
+_RETURNED_AT = "raypipe_returned_at"
+
+
+def _note_return(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _ping_if_idle(
+    dbapi_connection: psycopg.Connection[Any],
+    record: ConnectionPoolEntry,
+    _proxy: PoolProxiedConnection,
+) -> None:
+    # SQLAlchemy's pool_pre_ping checks every connection at every checkout: a round trip
+    # a request, a third of a listed page's time, during which an API process's event
+    # loop waits (its routes call the store directly). A connection in use under load is
+    # back in the pool within milliseconds, and one that outlived a database restart has
+    # been idle at least as long as the restart took (uses during it fail and replace
+    # it), so only connections idle for a while are checked, as PgBouncer's
+    # ``server_check_delay`` does. A failed check discards the connection, and the pool
+    # makes a new one (SQLAlchemy's DisconnectionError protocol).
+    returned_at = record.info.get(_RETURNED_AT)
+    if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_S:
+        return  # a new connection, or one used moments ago
+    try:
+        _run_outside_transaction(dbapi_connection, ";")  # an empty query: a round trip
+    except psycopg.Error as exc:
+        if dbapi_connection.closed or dbapi_connection.broken:
+            raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
+        raise
+
+
+def _run_outside_transaction(dbapi_connection: psycopg.Connection[Any], sql: str) -> None:
+    """Run ``sql`` in autocommit (a SET inside a transaction would be rolled back)."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute(sql)
+    finally:
+        if not dbapi_connection.closed:
+            dbapi_connection.autocommit = autocommit
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

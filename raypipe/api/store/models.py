@@ -81,6 +81,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def result_processor(
         self, dialect: Dialect, coltype: Any
     ) -> Callable[[Any], datetime | None] | None:
+        if dialect.name == "postgresql":
+            # The store's connections set the session time zone to UTC (database.py), so
+            # psycopg already returns aware UTC datetimes: nothing to do per value.
+            return None
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
 
