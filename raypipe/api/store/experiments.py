@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from raypipe.api.store.base import StoreBase, check_name, check_namespace, new_id, utc_now
 from raypipe.api.store.errors import AlreadyExists, Conflict, NotFound
-from raypipe.api.store.filters import apply_list_filter, scope
+from raypipe.api.store.filters import apply_list_filter, filter_params, scope
 from raypipe.api.store.models import ExperimentRow, RecurringRunRow, RunRow
 from raypipe.api.store.paging import DEFAULT_PAGE_SIZE, fetch_page
 from raypipe.api.store.records import (
@@ -145,6 +145,7 @@ class ExperimentStore(StoreBase):
                 sort=sort,
                 page_size=page_size,
                 page_token=page_token,
+                params=filter_params(filter),
                 scope=scope("experiments", namespace, filter),
             )
             return Page(items=[experiment_record(r) for r in rows], next_page_token=token)

@@ -23,7 +23,7 @@ from raypipe.api.store.base import (
     utc_now,
 )
 from raypipe.api.store.errors import AlreadyExists, Conflict, NotFound
-from raypipe.api.store.filters import apply_list_filter, scope
+from raypipe.api.store.filters import apply_list_filter, filter_params, scope
 from raypipe.api.store.models import PipelineRow, PipelineVersionRow
 from raypipe.api.store.paging import DEFAULT_PAGE_SIZE, fetch_page
 from raypipe.api.store.records import ListFilter, Page, Pipeline, PipelineVersion, SortOrder
@@ -134,6 +134,7 @@ class PipelineStore(StoreBase):
                 sort=sort,
                 page_size=page_size,
                 page_token=page_token,
+                params=filter_params(filter),
                 scope=scope("pipelines", namespace, filter),
             )
             return Page(items=[pipeline_record(r) for r in rows], next_page_token=token)
@@ -260,6 +261,7 @@ class PipelineStore(StoreBase):
                 sort=sort,
                 page_size=page_size,
                 page_token=page_token,
+                params=filter_params(filter),
                 scope=scope("pipeline_versions", namespace, filter, parent=pipeline_id),
             )
             items = [pipeline_version_record(r, include_spec=include_spec) for r in rows]

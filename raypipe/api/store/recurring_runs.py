@@ -39,7 +39,7 @@ from raypipe.api.store.base import (
     utc_now,
 )
 from raypipe.api.store.errors import AlreadyExists, Conflict, InvalidArgument
-from raypipe.api.store.filters import apply_list_filter, scope
+from raypipe.api.store.filters import apply_list_filter, filter_params, scope
 from raypipe.api.store.models import (
     ExperimentRow,
     PipelineVersionRow,
@@ -238,6 +238,7 @@ class RecurringRunStore(StoreBase):
                 sort=sort,
                 page_size=page_size,
                 page_token=page_token,
+                params=filter_params(filter),
                 scope=scope("recurring_runs", namespace, filter),
             )
             items = [recurring_run_record(r, include_spec=include_spec) for r in rows]

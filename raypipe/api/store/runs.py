@@ -40,7 +40,7 @@ from raypipe.api.store.base import (
     utc_now,
 )
 from raypipe.api.store.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from raypipe.api.store.filters import apply_list_filter, scope
+from raypipe.api.store.filters import apply_list_filter, filter_params, scope
 from raypipe.api.store.models import (
     ExperimentRow,
     PipelineRow,
@@ -258,27 +258,32 @@ class RunStore(StoreBase):
             ...                        page_token=page.next_page_token)
         """
         filter = filter or RunFilter()
-        columns = [c for c in RunRow.__table__.c if include_spec or c.name != "pipeline_spec"]
-        stmt = _filtered(select(*columns), namespace, filter)
+        params = _filter_params(namespace, filter)
         with self._connect() as connection:
             rows, token = fetch_page(
                 connection,
-                stmt,
+                _list_statement(filter, params.keys(), include_spec),
                 RunRow,
                 sort=sort,
                 page_size=page_size,
                 page_token=page_token,
                 scope=scope("runs", namespace, filter),
+                params=params,
                 rows_only=True,
+                reused=True,
             )
         items = _listed_records(rows, with_spec=include_spec)
         return Page(items=items, next_page_token=token)
 
     def count_runs(self, namespace: str, filter: RunFilter | None = None) -> int:
         """How many of the namespace's runs match ``filter``."""
-        stmt = _filtered(select(RunRow.id), namespace, filter or RunFilter())
+        filter = filter or RunFilter()
+        matching = _filtered(select(RunRow.id), filter).subquery()
         with self._read() as session:
-            return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            counted = session.scalar(
+                select(func.count()).select_from(matching), _filter_params(namespace, filter)
+            )
+            return counted or 0
 
     def transition_run(
         self,
@@ -524,28 +529,60 @@ def _listed_records(rows: Iterable[Row[Any]], *, with_spec: bool = False) -> lis
 S = TypeVar("S", bound=Select[Any])
 
 
-def _filtered(stmt: S, namespace: str, filter: RunFilter) -> S:
-    """``stmt`` (a select from the runs table) narrowed to the namespace and ``filter``."""
-    stmt = stmt.where(RunRow.namespace == namespace)
+def _filtered(stmt: S, filter: RunFilter) -> S:
+    """``stmt`` (a select from the runs table) narrowed to a namespace and ``filter``, as
+    parameters (their values: :func:`_filter_params`), so that the statement depends only
+    on which of the filter's fields are set."""
+    stmt = stmt.where(RunRow.namespace == bindparam("namespace"))
     stmt = apply_list_filter(stmt, RunRow, filter)
     if filter.states is not None:
-        stmt = stmt.where(RunRow.state.in_([s.value for s in filter.states]))
+        stmt = stmt.where(RunRow.state.in_(bindparam("states", expanding=True)))
     for column, value in (
         (RunRow.experiment_id, filter.experiment_id),
         (RunRow.pipeline_version_id, filter.pipeline_version_id),
         (RunRow.recurring_run_id, filter.recurring_run_id),
+        (RunRow.storage_state, filter.storage_state),
     ):
         if value is not None:
-            stmt = stmt.where(column == value)
-    if filter.storage_state is not None:
-        stmt = stmt.where(RunRow.storage_state == filter.storage_state.value)
+            stmt = stmt.where(column == bindparam(column.key))
     if filter.pipeline_id is not None:
         versions = select(PipelineVersionRow.id).where(
-            PipelineVersionRow.pipeline_id == filter.pipeline_id,
-            PipelineVersionRow.namespace == namespace,
+            PipelineVersionRow.pipeline_id == bindparam("pipeline_id"),
+            PipelineVersionRow.namespace == bindparam("namespace"),
         )
         stmt = stmt.where(RunRow.pipeline_version_id.in_(versions))
     return stmt
+
+
+def _filter_params(namespace: str, filter: RunFilter) -> dict[str, Any]:
+    """The values of the parameters of :func:`_filtered`."""
+    params = filter_params(filter)
+    params["namespace"] = namespace
+    if filter.states is not None:
+        params["states"] = [RunState(s).value for s in filter.states]
+    for name in ("experiment_id", "pipeline_version_id", "recurring_run_id", "pipeline_id"):
+        value = getattr(filter, name)
+        if value is not None:
+            params[name] = value
+    if filter.storage_state is not None:
+        params["storage_state"] = filter.storage_state.value
+    return params
+
+
+# A run list's statement for each filter shape (the parameters it has) and with or without
+# the IR, built once: building it took a third of a list's time in the store (measured).
+_LIST_STATEMENTS: dict[tuple[frozenset[str], bool], Select[Any]] = {}
+_LISTED_WITHOUT_SPEC = [c for c in RunRow.__table__.c if c.name != "pipeline_spec"]
+
+
+def _list_statement(filter: RunFilter, shape: Iterable[str], include_spec: bool) -> Select[Any]:
+    """The statement listing runs that match ``filter`` and every filter of the same
+    ``shape`` (the names of its parameters, :func:`_filter_params`): one object, reused."""
+    key = (frozenset(shape), include_spec)
+    if key not in _LIST_STATEMENTS:
+        columns = RunRow.__table__.c if include_spec else _LISTED_WITHOUT_SPEC
+        _LIST_STATEMENTS[key] = _filtered(select(*columns), filter)
+    return _LIST_STATEMENTS[key]
 
 
 _INSERT_RUN = insert(RunRow)
