@@ -612,7 +612,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> tuple[Fixture, list
 
 def profile(args: argparse.Namespace) -> None:
     """cProfile of the create and list route functions called directly in this process
-    (``--single`` times each, SQLite, ``--runs`` stored): where the server's CPU time
+    (``--single`` times each, on the first ``--backend``, ``--runs`` stored): where the
+    server's CPU time
     goes, without HTTP, uvicorn and FastAPI's parsing (their share is the difference from
     the 1-client latency)."""
     from fastapi.routing import APIRoute
@@ -622,7 +623,7 @@ def profile(args: argparse.Namespace) -> None:
     from raypipe.api.schemas import CreateRun
     from raypipe.api.store import Store
 
-    with database("sqlite", args.postgres_url) as url:
+    with database(args.backend[0], args.postgres_url) as url:
         fixture = fill(url, args.runs)
         with Store(url, migrate=False) as store:
             app = create_app(store, execute=False, tokens=parse_tokens(f"{TOKEN}:{NAMESPACE}"))
