@@ -3,6 +3,7 @@ a service process killed with SIGKILL whose run the next instance finishes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -72,6 +73,56 @@ def test_health_answers_without_a_token(store: Store) -> None:
         assert test.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
         assert test.get(f"{API_PREFIX}/runs").status_code == 401
         assert "openapi" in test.get("/openapi.json").json()
+
+
+def test_health_is_answered_during_a_burst_of_creates_not_after_it(store: Store) -> None:
+    """16 creates and a ``/healthz`` read in one wake-up of the event loop, as uvicorn
+    starts them (a task each, called with the whole request): the health check is
+    answered after the create in progress, not behind all 16 (the event-loop routes take
+    turns, and the loop reads its sockets at each turn). Order, not time."""
+    spec = json.loads(json.dumps(raypipe.compile(addition).to_dict()))
+    arguments = {"parameters": {"a": 1, "b": 2}}
+    body = json.dumps({"display_name": "r", "pipeline_spec": spec, "runtime_config": arguments})
+    app = create_app(store, execute=False, tokens=parse_tokens(""))
+    ended: list[str] = []
+
+    async def call(name: str, method: str, path: str, content: bytes = b"") -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": content, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                assert message["status"] == 200, name
+            elif not message.get("more_body"):
+                ended.append(name)
+
+        headers = [(b"host", b"raypipe"), (b"content-type", b"application/json")]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*headers, (b"content-length", str(len(content)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)
+
+    async def burst() -> None:
+        async with app.router.lifespan_context(app):
+            creates = [
+                call(f"create-{i}", "POST", f"{API_PREFIX}/runs", body.encode()) for i in range(16)
+            ]
+            await asyncio.gather(*creates, call("health", "GET", "/healthz"))
+
+    asyncio.run(burst())
+    assert len(ended) == 17
+    assert ended.index("health") <= 1, ended
 
 
 def test_runs_without_an_experiment_go_to_default_even_after_it_was_deleted(

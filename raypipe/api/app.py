@@ -92,6 +92,35 @@ def _json(body: BaseModel) -> Response:
     return Response(body.model_dump_json(by_alias=True), media_type="application/json")
 
 
+class _Turns:
+    """The event-loop routes take turns: one request's work at a time, and the loop
+    reads its sockets between two of them.
+
+    Those routes do their work without awaiting, so every request read in one wake-up of
+    the loop ran back to back, and a ``/healthz`` arriving meanwhile waited for all of
+    them. Now a request takes an asyncio lock and yields once before its work: requests
+    read meanwhile queue on the lock (in arrival order), and each hand-over of the lock
+    goes through the loop, which polls its sockets first. So a request (a ``/healthz``
+    above all, which takes no turn) waits for the one in progress, not for the burst.
+
+    ``async with turn():`` uses the lock of the running loop (a test client may run the
+    app on more than one loop, and an asyncio lock belongs to one).
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        async with self._lock:
+            await asyncio.sleep(0)  # the requests read with this one queue behind it
+            yield
+
+
 def create_app(
     store: Store | None = None,
     *,
@@ -330,6 +359,8 @@ def create_app(
     # loop (and ``/healthz``) waited for the GIL behind every request thread. (Routes that
     # read files or take longer, such as logs and downloads, stay in the thread pool.)
 
+    turn = _Turns()
+
     # Each namespace's Default experiment, by id: looking it up by name was half the work
     # of a create without an experiment. A stale id (the experiment was deleted) is found
     # out by the create itself, which is then made once more with the current one.
@@ -342,6 +373,10 @@ def create_app(
 
     @app.post(f"{API_PREFIX}/runs", tags=["runs"], response_model=RunBody)
     async def create_run(body: CreateRun, ns: Namespace) -> Response:
+        async with turn():
+            return created_run(body, ns)
+
+    def created_run(body: CreateRun, ns: str) -> Response:
         spec_json, arguments = checked_source(ns, body)
 
         def stored(experiment_id: str) -> Run:
@@ -385,26 +420,25 @@ def create_app(
         storage_state: StorageState | None = None,
         pipeline_id: str | None = None,
     ) -> Response:
-        page = store.list_runs(
-            ns,
-            RunFilter(
-                states=state,
-                experiment_id=experiment_id,
-                pipeline_version_id=pipeline_version_id,
-                pipeline_id=pipeline_id,
-                recurring_run_id=recurring_run_id,
-                name_contains=name_contains,
-                storage_state=storage_state,
-            ),
-            sort=_sort(sort_by),
-            page_size=page_size,
-            page_token=page_token,
+        filter = RunFilter(
+            states=state,
+            experiment_id=experiment_id,
+            pipeline_version_id=pipeline_version_id,
+            pipeline_id=pipeline_id,
+            recurring_run_id=recurring_run_id,
+            name_contains=name_contains,
+            storage_state=storage_state,
         )
-        return _json(ListRuns.of(page))
+        async with turn():
+            page = store.list_runs(
+                ns, filter, sort=_sort(sort_by), page_size=page_size, page_token=page_token
+            )
+            return _json(ListRuns.of(page))
 
     @app.get(f"{API_PREFIX}/runs/{{run_id}}", tags=["runs"], response_model=RunBody)
     async def get_run(run_id: str, ns: Namespace) -> Response:
-        return _json(RunBody.of(store.get_run(ns, run_id)))
+        async with turn():
+            return _json(RunBody.of(store.get_run(ns, run_id)))
 
     @app.post(f"{API_PREFIX}/runs/{{run_id}}:terminate", tags=["runs"])
     def terminate_run(run_id: str, ns: Namespace) -> RunBody:
