@@ -131,25 +131,42 @@ def test_a_killed_worker_is_restarted_from_the_last_checkpoint(tmp_path: Path) -
 
 
 @dsl.component(train=dsl.TorchDistributed(num_workers=2))
-def paced_fit(epochs: int, release: str) -> int:
+def paced_fit(epochs: int, release: str, model: Output[Model]) -> int:
     import os
     import time
 
     import raypipe.train
 
     for epoch in range(epochs):
-        raypipe.train.report({"loss": 1.0 / (epoch + 1), "epoch": epoch})
+        raypipe.train.report({"loss": 1.0 / (epoch + 1), "epoch": epoch})  # no checkpoint
     while not os.path.exists(release):  # the test lets the step end once it saw the curve
         time.sleep(0.05)
+    if raypipe.train.context().world_rank == 0:  # no checkpoint: this is the model
+        with open(os.path.join(model.path, "weights.txt"), "w") as f:
+            f.write("0.5 0.25")
+        model.metadata["framework"] = "text"
     return epochs
 
 
+@dsl.component
+def read_saved(model: Input[Model]) -> str:
+    import os
+
+    with open(os.path.join(model.path, "weights.txt")) as f:
+        return f"{model.metadata['framework']}: {f.read()}"
+
+
 @dsl.pipeline(name="paced-training")
-def paced_training(epochs: int, release: str) -> int:
-    return paced_fit(epochs=epochs, release=release).output
+def paced_training(epochs: int, release: str) -> str:
+    return read_saved(model=paced_fit(epochs=epochs, release=release).outputs["model"]).output
 
 
-def test_the_learning_curve_reaches_mlflow_while_the_step_still_trains(tmp_path: Path) -> None:
+def test_the_learning_curve_reaches_mlflow_while_the_step_trains_and_rank_0s_files_are_its_model(
+    tmp_path: Path,
+) -> None:
+    """One training run for two behaviours (a Ray Train start costs 10-20 s): the curve is
+    in MLflow while the step still trains, and a step that reported no checkpoint hands
+    over what rank 0 wrote to ``model.path``, with the metadata it set."""
     release = tmp_path / "release"
     handle = raypipe.submit(paced_training, {"epochs": 3, "release": str(release)}, tracking=True)
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
@@ -178,45 +195,14 @@ def test_the_learning_curve_reaches_mlflow_while_the_step_still_trains(tmp_path:
     result = handle.wait(timeout=120)
 
     assert result.ok, result.error
+    assert result.output == "text: 0.5 0.25"  # what rank 0 wrote, read by the next step
+    assert result.tasks["paced-fit"].outputs["model"].metadata == {"framework": "text"}
     assert raypipe.tracking.flush(timeout=60)
     step_run = client.get_run(step_run.info.run_id)
     assert step_run.info.status == "FINISHED"
     assert step_run.data.tags["raypipe.state"] == "SUCCEEDED"
     history = client.get_metric_history(step_run.info.run_id, "loss")
     assert sorted(m.step for m in history) == [0, 1, 2]  # logged once, not again at the end
-
-
-@dsl.component(train=dsl.TorchDistributed(num_workers=2))
-def fit_and_save(model: Output[Model]) -> None:
-    import os
-
-    import raypipe.train
-
-    if raypipe.train.context().world_rank == 0:
-        with open(os.path.join(model.path, "weights.txt"), "w") as f:
-            f.write("0.5 0.25")
-        model.metadata["framework"] = "text"
-
-
-@dsl.component
-def read_saved(model: Input[Model]) -> str:
-    import os
-
-    with open(os.path.join(model.path, "weights.txt")) as f:
-        return f"{model.metadata['framework']}: {f.read()}"
-
-
-@dsl.pipeline(name="saved-model")
-def saved_model() -> str:
-    return read_saved(model=fit_and_save().outputs["model"]).output
-
-
-def test_what_rank_0_writes_to_the_model_path_is_the_model_with_its_metadata() -> None:
-    result = raypipe.run(saved_model, tracking=False)
-
-    assert result.ok, result.error
-    assert result.output == "text: 0.5 0.25"
-    assert result.tasks["fit-and-save"].outputs["model"].metadata == {"framework": "text"}
 
 
 def test_unwrap_gives_the_model_inside_a_data_parallel_wrapper() -> None:
