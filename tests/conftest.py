@@ -1,4 +1,5 @@
-"""One real Ray for the whole session, and a fresh RAYPIPE_HOME per test."""
+"""One real Ray and one ``mlflow server`` for the whole session, and a fresh RAYPIPE_HOME
+per test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import pytest
 import ray
+
+from tests.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,6 +27,20 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One MLflow SQLite store for the session: creating its schema takes over a second,
     too much for every test. Tests about MLflow itself pass their own store."""
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real ``mlflow server`` for the tests that need one (tests/test_mlflow.py and the
+    tracking-outage test): started once, as it takes 5-25 s. A test that stops it (an
+    outage) starts it again on the same port before it ends; tests tell their records apart
+    by experiment and raypipe run id."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

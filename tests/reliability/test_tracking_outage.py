@@ -1,17 +1,16 @@
 """Tracking outage: the MLflow tracking server is killed mid-run and started again.
 
-A real ``mlflow server`` (SQLite backend, a free port) takes the run's records through
-raypipe's default tracking (MLflow and lineage). Once the pipeline's MLflow run exists,
-the server is SIGKILLed while a step waits; the run must still finish, with a
-``RuntimeWarning`` saying what is not logged yet. When the server is back,
-``raypipe.tracking.flush`` writes the missed records: every step's MLflow run FINISHED
+A real ``mlflow server`` (SQLite backend, a free port; the session's, tests/conftest.py)
+takes the run's records through raypipe's default tracking (MLflow and lineage). Once the
+pipeline's MLflow run exists, the server is SIGKILLed while a step waits; the run must
+still finish, with a ``RuntimeWarning`` saying what is not logged yet. When the server is
+back, ``raypipe.tracking.flush`` writes the missed records: every step's MLflow run FINISHED
 with its metric, the parent ended; lineage (which never depended on MLflow) is complete.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,12 @@ from mlflow import MlflowClient
 
 import raypipe
 import raypipe.tracking
+from tests.mlflow_server import MlflowServer
 from tests.reliability.pipelines import outage
-from tests.test_mlflow import MlflowServer
 
 pytestmark = pytest.mark.slow
 
 _WAIT_S = 60.0
-
-
-@pytest.fixture()
-def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_run_outlives_an_mlflow_outage_and_its_records_are_written_when_it_is_back(
