@@ -55,6 +55,18 @@ def _all_runs(http: httpx.Client) -> list[dict[str, Any]]:
     return runs
 
 
+def _last_ticks(runs: list[dict[str, Any]]) -> dict[str, datetime]:
+    """The latest tick (``scheduled_at``) started by each schedule among ``runs``."""
+    last: dict[str, datetime] = {}
+    for run in runs:
+        if run["recurring_run_id"] is None:
+            continue
+        tick = datetime.fromisoformat(run["scheduled_at"].replace("Z", "+00:00"))
+        tick = tick if tick.tzinfo else tick.replace(tzinfo=timezone.utc)
+        last[run["recurring_run_id"]] = max(tick, last.get(run["recurring_run_id"], tick))
+    return last
+
+
 def test_runs_and_schedules_survive_a_killed_service(
     tmp_path: Path, raypipe_home: Path, store_url: str
 ) -> None:
@@ -119,7 +131,15 @@ def test_runs_and_schedules_survive_a_killed_service(
     with ServerProcess.start(database, raypipe_home, log, port=port) as second:
         restarted_at = datetime.now(timezone.utc)
         with httpx.Client(base_url=second.base, timeout=60) as http:
-            time.sleep(2 * INTERVAL_S)  # the new instance ticks on for a while
+            # the new instance ticks on: until every schedule has a tick from after its start
+            # (waited for, not slept: under load the catch-up can take longer than 2 ticks)
+            deadline = time.monotonic() + END_WAIT_S
+            while True:
+                last = _last_ticks(_all_runs(http))
+                if all(last.get(s, killed_at) >= restarted_at for s in schedule_ids):
+                    break
+                assert time.monotonic() < deadline, (last, restarted_at, log.read_text()[-3000:])
+                time.sleep(0.2)
             for recurring_run_id in schedule_ids:
                 disabled = http.post(f"{API_PREFIX}/recurringruns/{recurring_run_id}:disable")
                 assert disabled.is_success, disabled.text
