@@ -38,7 +38,7 @@ from raypipe.errors import (
 )
 from raypipe.runtime.artifacts import ArtifactStore
 from raypipe.runtime.cluster import connect
-from raypipe.runtime.config import RuntimeConfig, tracking_enabled
+from raypipe.runtime.config import RuntimeConfig, ray_task_events, tracking_enabled
 from raypipe.runtime.events import EventBus, RunObserver, RunStarted
 from raypipe.runtime.execution import (
     ActorSpec,
@@ -307,7 +307,9 @@ def _start(
     connect(address)
     nodes = AliveNodes.read()
     # image= and accelerator= place steps on worker groups only where the cluster has them.
-    prepared = _prepare(spec, grouped=cluster_has_groups(nodes.labels))
+    prepared = _prepare(
+        spec, grouped=cluster_has_groups(nodes.labels), task_events=ray_task_events()
+    )
     watched = feasibility_check_enabled(check_resources)
     if watched:
         check_feasible(spec.name, prepared.requests, nodes.resources, nodes.labels)
@@ -474,7 +476,12 @@ def _remote_step_function(component: ComponentRuntime) -> Any:
 
 
 def _ray_options(
-    name: str, component: ComponentSpec, options: TaskOptions, selector: Mapping[str, str]
+    name: str,
+    component: ComponentSpec,
+    options: TaskOptions,
+    selector: Mapping[str, str],
+    *,
+    task_events: bool = True,
 ) -> dict[str, Any]:
     ray_options: dict[str, Any] = {
         "num_returns": len(component.outputs) + 1,
@@ -499,6 +506,8 @@ def _ray_options(
     environment = runtime_env(options.packages, options.pip_index_urls)
     if environment is not None:
         ray_options["runtime_env"] = environment
+    if not task_events:  # RAYPIPE_RAY_TASK_EVENTS=0 (see config.ray_task_events)
+        ray_options["enable_task_events"] = False
     return ray_options
 
 
@@ -534,16 +543,18 @@ def _actor_spec(
     )
 
 
-_PREPARED: OrderedDict[tuple[int, bool], tuple[PipelineSpec, PreparedRun]] = OrderedDict()
+_PREPARED: OrderedDict[tuple[int, bool, bool], tuple[PipelineSpec, PreparedRun]] = OrderedDict()
 _PREPARED_CACHE_SIZE = 32
 
 
-def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
-    """Bind every Python task of ``spec`` to its Ray function; cached per spec object and
-    per kind of cluster (``grouped``: its nodes carry raypipe worker-group labels)."""
-    cached = _PREPARED.get((id(spec), grouped))
+def _prepare(spec: PipelineSpec, *, grouped: bool, task_events: bool = True) -> PreparedRun:
+    """Bind every Python task of ``spec`` to its Ray function; cached per spec object,
+    per kind of cluster (``grouped``: its nodes carry raypipe worker-group labels) and
+    whether the tasks send Ray their task events."""
+    key = (id(spec), grouped, task_events)
+    cached = _PREPARED.get(key)
     if cached is not None and cached[0] is spec:
-        _PREPARED.move_to_end((id(spec), grouped))
+        _PREPARED.move_to_end(key)
         return cached[1]
     runtimes: dict[str, ComponentRuntime] = {}
     calls: dict[int, StepCall] = {}
@@ -567,7 +578,7 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
             )
         name = label.rpartition("/")[2]
         selector = step_selector(task.options, grouped)
-        ray_options = _ray_options(name, component, task.options, selector)
+        ray_options = _ray_options(name, component, task.options, selector, task_events=task_events)
         policy = StepPolicy.from_options(
             task.options,
             runs_when_stopped=task.trigger == "all_done" or task.component in finishing,
@@ -608,7 +619,7 @@ def _prepare(spec: PipelineSpec, *, grouped: bool) -> PreparedRun:
     spec_json = spec.model_dump_json()
     digest = hashlib.sha256(spec_json.encode()).hexdigest()
     prepared = PreparedRun(calls, requests, digest, spec_json)
-    _PREPARED[(id(spec), grouped)] = (spec, prepared)
+    _PREPARED[key] = (spec, prepared)
     if len(_PREPARED) > _PREPARED_CACHE_SIZE:
         _PREPARED.popitem(last=False)
     return prepared
