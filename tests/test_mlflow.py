@@ -231,6 +231,35 @@ def test_run_is_logged_to_sqlite_with_flattened_params_tags_and_output_metrics(
     assert (raypipe_home / "mlartifacts" / "churn").is_dir()
 
 
+def test_mlflows_own_default_experiment_keeps_artifacts_next_to_a_new_sqlite_store(
+    raypipe_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's Default experiment is MLflow's built-in one (id 0): on a store MLflow
+    made, its artifacts went to ``./mlruns/0`` in the working directory."""
+    uri = sqlite_uri(raypipe_home)
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    tracker = MlflowTracker(uri, experiment="Default")
+    result = raypipe.run(reporting, tracking=False, observers=[tracker])
+    assert result.ok
+    client = MlflowClient(uri)
+    default = client.get_experiment_by_name("Default")
+    assert default is not None and default.experiment_id == "0"
+    assert Path(default.artifact_location) == raypipe_home / "mlartifacts" / "0"
+    reported = children(client, parent_run(result.run_id, uri))["report"]
+    assert {f.path for f in client.list_artifacts(reported.info.run_id)} == {
+        "page.md",
+        "scores.json",
+    }
+    assert list(workdir.iterdir()) == []  # no ./mlruns
+
+
+@dsl.pipeline
+def reporting() -> None:
+    report(accuracy=0.5)
+
+
 def test_default_experiment_is_the_pipeline_name_and_plain_loop_steps_get_no_mlflow_runs(
     raypipe_home: Path,
 ) -> None:

@@ -478,8 +478,9 @@ class Lane:
             from mlflow import MlflowClient
 
             database = _sqlite_path(self.uri)
-            if database is not None:
+            if database is not None and not database.exists():
                 database.parent.mkdir(parents=True, exist_ok=True)
+                _create_sqlite_store(self.uri, database.parent / _ARTIFACTS)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
@@ -547,7 +548,7 @@ class Lane:
         database = _sqlite_path(self.uri)
         if database is None:
             return None
-        return str(database.parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", experiment))
+        return str(database.parent / _ARTIFACTS / re.sub(r"[^\w.-]", "_", experiment))
 
     def _find(self, client: MlflowClient, experiment_id: str, record: CreateRun) -> str | None:
         """The MLflow run an earlier try of ``record`` created, if any."""
@@ -682,6 +683,20 @@ _TRANSIENT_CODES = frozenset(
         "COULD_NOT_ACQUIRE_LOCK",
     }
 )
+
+
+_ARTIFACTS = "mlartifacts"
+"""The folder next to a SQLite store that holds its experiments' artifacts."""
+
+
+def _create_sqlite_store(uri: str, artifacts: Path) -> None:
+    """Create a SQLite store whose built-in ``Default`` experiment (id 0) keeps its
+    artifacts in ``artifacts/0``: made by MLflow's client, it would keep them in
+    ``./mlruns/0`` under whatever directory the process runs in (a run of the service's
+    ``Default`` experiment logs there)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, str(artifacts))  # type: ignore[no-untyped-call]
 
 
 def _sqlite_path(uri: str) -> Path | None:
