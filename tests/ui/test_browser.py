@@ -69,6 +69,30 @@ def _wait_state(page: Any, node: str, state: str) -> None:
     page.wait_for_selector(f'.node[data-id="{node}"][data-state="{state}"]', timeout=_WAIT_MS)
 
 
+def test_a_refusal_that_comes_back_after_signing_in_is_retried_not_prompted_again(
+    page: tuple[Any, Console],
+) -> None:
+    """A page sends several requests at once without a token: the first refusal prompts;
+    one refused after the token was entered is sent again with it (it used to open a
+    second prompt, "That token was refused", that nobody answered)."""
+    tab, _ = page
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # the first request waits; any other goes through
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    tab.route("**/apis/v2beta1/experiments?*", hold)  # the runs page's list of experiments
+    _sign_in(tab)  # prompted by the page's other request, refused meanwhile
+    tab.wait_for_function("localStorage.getItem('raypipe.token') !== null")
+    assert len(held) == 1
+    held[0].continue_()  # sent before the token was entered: the service refuses it
+    tab.get_by_label("Experiment").wait_for()  # the page got its experiments after all
+    assert not tab.locator("#token-dialog").is_visible()
+
+
 def test_token_prompt_then_runs_list_with_filters(
     page: tuple[Any, Console], client: raypipe.Client, uploaded: dict[str, str]
 ) -> None:

@@ -13,8 +13,7 @@ export class ApiError extends Error {
   }
 }
 
-function headers(extra = {}) {
-  const token = localStorage.getItem(TOKEN_KEY);
+function headers(token, extra = {}) {
   return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
 }
 
@@ -54,11 +53,16 @@ export function hasToken() {
   return Boolean(localStorage.getItem(TOKEN_KEY));
 }
 
-// fetch with the token; on 401 asks for a token and tries again.
+// fetch with the token; on 401 asks for a token and tries again. A 401 to a request sent
+// with a token that has been replaced since (a page sends several requests at once, and
+// the first refusal's prompt got the new token) is tried again with the new one, not
+// answered with a second prompt.
 export async function call(path, options = {}) {
   for (;;) {
-    const response = await fetch(path, { ...options, headers: headers(options.headers) });
+    const sent = localStorage.getItem(TOKEN_KEY);
+    const response = await fetch(path, { ...options, headers: headers(sent, options.headers) });
     if (response.status === 401) {
+      if (localStorage.getItem(TOKEN_KEY) !== sent) continue;
       const again = await askToken(
         hasToken() ? "That token was refused: enter another one." : "This service needs a token.",
       );
