@@ -587,6 +587,33 @@ def test_run_filters_select_by_state_parent_name_and_time(store: Store) -> None:
     ] == ["pipe"]
 
 
+def test_run_counts_by_experiment_and_schedule_in_one_query(store: Store) -> None:
+    exp, other, empty = (store.create_experiment(NS, n).experiment_id for n in "abc")
+    schedule = store.create_recurring_run(
+        NS, display_name="rr", pipeline_spec=SPEC, interval_seconds=60, max_concurrency=5
+    )
+    done = new_run(store, experiment_id=exp)
+    store.transition_run(NS, done.run_id, [RunState.PENDING], RunState.SUCCEEDED)
+    new_run(store, experiment_id=exp)  # PENDING: active
+    new_run(store, experiment_id=other)
+    store.create_run(
+        NS, display_name="tick", recurring_run_id=schedule.recurring_run_id, tick_time=T0
+    )
+    by_experiment = store.count_runs_by(NS, "experiment_id", [exp, other, empty, "nope"])
+    assert {id: (c.runs, c.active) for id, c in by_experiment.items()} == {
+        exp: (2, 1),
+        other: (1, 1),
+        empty: (0, 0),
+        "nope": (0, 0),
+    }
+    for id, counted in by_experiment.items():
+        assert counted.runs == store.count_runs(NS, RunFilter(experiment_id=id))
+    by_schedule = store.count_runs_by(NS, "recurring_run_id", [schedule.recurring_run_id])
+    assert by_schedule[schedule.recurring_run_id].runs == 1
+    assert store.count_runs_by(NS, "experiment_id", []) == {}
+    assert store.count_runs_by(OTHER, "experiment_id", [exp])[exp].runs == 0  # not theirs
+
+
 def test_run_lists_are_index_range_scans_in_sqlite(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'service.db'}") as store:
         exp = store.create_experiment(NS, "exp")

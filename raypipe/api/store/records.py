@@ -30,6 +30,7 @@ __all__ = [
     "RecurringRun",
     "RecurringRunFilter",
     "Run",
+    "RunCounts",
     "RunFilter",
     "RunState",
     "ScheduleTick",
@@ -184,6 +185,13 @@ class ServiceLease(_Record):
 
 
 T = TypeVar("T", bound=_Record)
+
+
+class RunCounts(_Record):
+    """How many runs an experiment or a recurring run has, and how many are active."""
+
+    runs: int = 0
+    active: int = 0
 
 
 class Page(BaseModel, Generic[T]):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, case, func, insert, or_, select, union, update
@@ -55,6 +55,7 @@ from raypipe.api.store.records import (
     TERMINAL_STATES,
     Page,
     Run,
+    RunCounts,
     RunFilter,
     RunState,
     SortOrder,
@@ -284,6 +285,34 @@ class RunStore(StoreBase):
                 select(func.count()).select_from(matching), _filter_params(namespace, filter)
             )
             return counted or 0
+
+    def count_runs_by(
+        self,
+        namespace: str,
+        parent: Literal["experiment_id", "recurring_run_id"],
+        ids: Collection[str],
+    ) -> dict[str, RunCounts]:
+        """Each of ``ids``' run counts (all, and active), ``ids`` being experiments or
+        recurring runs: one grouped query for a page of them, not two each.
+
+        Example:
+            >>> store.count_runs_by("team-a", "experiment_id", [exp_id])
+            {'4f0c...': RunCounts(runs=12, active=2)}
+        """
+        column = RunRow.experiment_id if parent == "experiment_id" else RunRow.recurring_run_id
+        counts = {id: RunCounts() for id in ids}
+        if not counts:
+            return counts
+        active = [s.value for s in ACTIVE_STATES]
+        stmt = (
+            select(column, func.count(), func.sum(case((RunRow.state.in_(active), 1), else_=0)))
+            .where(RunRow.namespace == namespace, column.in_(list(counts)))
+            .group_by(column)
+        )
+        with self._connect() as connection:
+            for id, runs, active_runs in connection.execute(stmt):
+                counts[id] = RunCounts(runs=runs, active=active_runs or 0)
+        return counts
 
     def transition_run(
         self,

@@ -37,7 +37,6 @@ from raypipe.api.schemas import (
     RunBody,
 )
 from raypipe.api.store import (
-    ACTIVE_STATES,
     ExperimentFilter,
     InvalidArgument,
     NotFound,
@@ -261,13 +260,14 @@ def ui_router(store: Store, namespace_of: Callable[[Request], Awaitable[str]]) -
                 sort="name",
                 page_size=MAX_LISTED,
             )
+            counts = store.count_runs_by(
+                ns, "experiment_id", [e.experiment_id for e in found.items]
+            )
             views = [
                 ExperimentView(
                     **ExperimentBody.of(e).model_dump(),
-                    runs=store.count_runs(ns, RunFilter(experiment_id=e.experiment_id)),
-                    active_runs=store.count_runs(
-                        ns, RunFilter(experiment_id=e.experiment_id, states=list(ACTIVE_STATES))
-                    ),
+                    runs=counts[e.experiment_id].runs,
+                    active_runs=counts[e.experiment_id].active,
                 )
                 for e in found.items
             ]
@@ -284,7 +284,13 @@ def ui_router(store: Store, namespace_of: Callable[[Request], Awaitable[str]]) -
         def page() -> str:
             found = store.list_recurring_runs(ns, page_size=MAX_LISTED)
             now = datetime.now(timezone.utc)
-            views = [_recurring_view(store, ns, r, now) for r in found.items]
+            counts = store.count_runs_by(
+                ns, "recurring_run_id", [r.recurring_run_id for r in found.items]
+            )
+            views = [
+                _recurring_view(store, ns, r, counts[r.recurring_run_id].runs, now)
+                for r in found.items
+            ]
             return ListRecurringRunViews(recurringRuns=views).model_dump_json()
 
         return _live("recurringRuns", page)
@@ -404,9 +410,12 @@ def _live(event: str, read: Callable[[], str]) -> StreamingResponse:
     return _events(stream())
 
 
-def _recurring_view(store: Store, ns: str, found: RecurringRun, now: datetime) -> RecurringRunView:
-    runs = RunFilter(recurring_run_id=found.recurring_run_id)
-    newest = store.list_runs(ns, runs, page_size=1).items
+def _recurring_view(
+    store: Store, ns: str, found: RecurringRun, runs: int, now: datetime
+) -> RecurringRunView:
+    newest = store.list_runs(
+        ns, RunFilter(recurring_run_id=found.recurring_run_id), page_size=1
+    ).items
     upcoming = None
     if found.enabled:
         trigger = Trigger(
@@ -418,7 +427,7 @@ def _recurring_view(store: Store, ns: str, found: RecurringRun, now: datetime) -
         upcoming = next_tick(trigger, now, origin=found.created_at)
     return RecurringRunView(
         **RecurringRunBody.of(found).model_dump(),
-        runs=store.count_runs(ns, runs),
+        runs=runs,
         last_run=(
             LastRun(
                 run_id=newest[0].run_id,
