@@ -864,6 +864,11 @@ def _call(
         try:
             returned = func(**kwargs, **output_artifacts)
         except SystemExit as exc:  # KFP components fail with sys.exit(1); keep the worker
+            if hasattr(exc, "ray_terminate_msg"):
+                # Ray ending this worker (its SIGTERM handler: the node is stopping), not
+                # the step exiting: let the worker end, so that the driver sees it die
+                # with its node rather than a step that chose to fail.
+                raise
             if exc.code not in (None, 0):
                 raise StepExitError(f"the step called sys.exit({exc.code!r})") from exc
             returned = None
