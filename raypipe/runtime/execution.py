@@ -50,13 +50,17 @@ from raypipe.runtime.lost_nodes import CHECK_INTERVAL_S as NODE_CHECK_INTERVAL_S
 from raypipe.runtime.lost_nodes import NodeWatch
 from raypipe.runtime.placement import AliveNodes
 from raypipe.runtime.result import (
+    ATTEMPT_FIELDS,
+    TASK_FIELDS,
     ArtifactRecord,
     AttemptRecord,
     ErrorInfo,
     ObjectSummary,
     RunResult,
     RunStatus,
+    SlimTask,
     TaskResult,
+    TaskResults,
     TaskState,
 )
 from raypipe.runtime.runfiles import RunFiles
@@ -224,7 +228,7 @@ class Execution:
         # Report ref -> step, until its report is in: only what is in flight is held here.
         self._pending: dict[Any, _Pending] = {}
         # Step -> how it ended; a step's report is read once and its refs are let go.
-        self._ended: dict[str, TaskResult | _Lost] = {}
+        self._ended: dict[str, TaskResult | SlimTask | _Lost] = {}
         # For progress displays (snapshot()); written by the submitting/collecting thread.
         self._t0 = time.monotonic()
         self._states: Counter[str] = Counter()  # TaskState value -> reported steps
@@ -481,13 +485,14 @@ class Execution:
             if self.events is not None:
                 if step.call.task.options.train is not None:  # its last live points first
                     self._post_live_metrics(step.name)
-                self.events.post(self._step_ended(task, step.call, report, step))
+                full = task.expand() if isinstance(task, SlimTask) else task
+                self.events.post(self._step_ended(full, step.call, report, step))
             states.append(report.state)
             if report.state not in _SUCCESSFUL:
                 unsuccessful.append(ref)
             if report.state == _FAILED:
                 failed = True
-                error = task.error
+                error = task.error if isinstance(task, TaskResult) else None
                 failures.append(
                     Failure(step.name, "", "")
                     if error is None
@@ -682,7 +687,7 @@ class Execution:
     def result(self) -> RunResult:
         scheduler = self.scheduler
         assert scheduler is not None
-        tasks: dict[str, TaskResult] = {}
+        tasks: dict[str, TaskResult | SlimTask] = {}
         for record in scheduler.records.values():  # in submission order: upstream first
             if record.state is not None:
                 tasks[record.name] = TaskResult(
@@ -697,7 +702,14 @@ class Execution:
                 self._lost_task(record, ended, tasks) if isinstance(ended, _Lost) else ended
             )
 
-        error = next((t.error for t in tasks.values() if t.state is TaskState.FAILED), None)
+        error = next(
+            (
+                t.error
+                for t in tasks.values()
+                if t.state is TaskState.FAILED and isinstance(t, TaskResult)
+            ),
+            None,
+        )
         store = ArtifactStore(self.run.artifact_root)
         outputs: dict[str, Any] = {}
         for name, value in scheduler.outputs.items():
@@ -715,7 +727,7 @@ class Execution:
             status=status,
             arguments=self.arguments,
             outputs=outputs,
-            tasks=tasks,
+            tasks=TaskResults(tasks),
             error=error,
             start_time=self.started,
             end_time=datetime.now(timezone.utc),
@@ -723,7 +735,7 @@ class Execution:
         )
 
     def _lost_task(
-        self, step: StepRecord, lost: _Lost, tasks: Mapping[str, TaskResult]
+        self, step: StepRecord, lost: _Lost, tasks: Mapping[str, TaskResult | SlimTask]
     ) -> TaskResult:
         """The result of a step that returned no report: canceled, blocked, or its worker died."""
         import ray
@@ -936,18 +948,36 @@ def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
-# Every field of these records is set, so their instances can share one fields-set: a set
-# per instance would be a quarter of the memory a run with 100,000 steps holds.
-_ATTEMPT_FIELDS = set(AttemptRecord.model_fields)
-_TASK_FIELDS = set(TaskResult.model_fields)
-
-
-def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
+def _task_result(step: StepRecord, report: StepReport) -> TaskResult | SlimTask:
+    """What the run keeps of an ended step: a ``SlimTask`` if it ended on its first try
+    without an error (most steps, and most of a large run's memory), else a ``TaskResult``.
+    """
+    # Interned: a run's steps share a few nodes and output names, and each step's report
+    # brings its own copies of them.
+    node_id = None if report.node_id is None else sys.intern(report.node_id)
+    node_ip = None if report.node_ip is None else sys.intern(report.node_ip)
+    outputs = report.outputs or {}
+    if report.state != _FAILED and len(report.attempts) <= 1:
+        first = report.attempts[0] if report.attempts else None
+        if first is None or first.error is None:
+            return SlimTask(
+                step.name,
+                step.component_key,
+                step.display_name,
+                TaskState(report.state),
+                first.number if first is not None else 0,
+                first.start if first is not None else 0.0,
+                first.end if first is not None else 0.0,
+                node_id,
+                node_ip,
+                _interned_names(outputs),
+                tuple(outputs.values()),
+            )
     # model_construct: the data was built by raypipe itself, and validating a thousand
     # reports costs a noticeable share of a fan-out run.
     attempts = [
         AttemptRecord.model_construct(
-            _ATTEMPT_FIELDS,
+            ATTEMPT_FIELDS,
             number=a.number,
             start_time=_timestamp(a.start),
             end_time=_timestamp(a.end),
@@ -966,7 +996,7 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
     ]
     state = TaskState(report.state)
     return TaskResult.model_construct(
-        _TASK_FIELDS,
+        TASK_FIELDS,
         name=step.name,
         component=step.component_key,
         display_name=step.display_name,
@@ -974,13 +1004,20 @@ def _task_result(step: StepRecord, report: StepReport) -> TaskResult:
         attempts=attempts,
         start_time=attempts[0].start_time if attempts else None,
         end_time=attempts[-1].end_time if attempts else None,
-        # Interned: a run's steps share a few nodes.
-        node_id=None if report.node_id is None else sys.intern(report.node_id),
-        node_ip=None if report.node_ip is None else sys.intern(report.node_ip),
-        # Interned names: each step's report brings its own copy of the same few.
-        outputs={sys.intern(k): v for k, v in report.outputs.items()} if report.outputs else {},
+        node_id=node_id,
+        node_ip=node_ip,
+        outputs=dict(zip(_interned_names(outputs), outputs.values(), strict=True)),
         error=attempts[-1].error if state is TaskState.FAILED and attempts else None,
     )
+
+
+_OUTPUT_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _interned_names(outputs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The output names of a step as one tuple shared by every step with the same names."""
+    names = tuple(outputs)
+    return _OUTPUT_NAMES.setdefault(names, names) if len(_OUTPUT_NAMES) < 4096 else names
 
 
 def _ray_detail(exc: BaseException) -> str:

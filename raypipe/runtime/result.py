@@ -9,10 +9,12 @@ Example:
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 __all__ = [
     "ArtifactRecord",
@@ -21,7 +23,9 @@ __all__ = [
     "ObjectSummary",
     "RunResult",
     "RunStatus",
+    "SlimTask",
     "TaskResult",
+    "TaskResults",
     "TaskState",
 ]
 
@@ -127,6 +131,120 @@ class TaskResult(_Record):
         return (self.end_time - self.start_time).total_seconds()
 
 
+# Every field of these records is set when raypipe builds one, so their instances share one
+# fields-set: a set per instance would be a quarter of the memory of a 100,000-step run.
+ATTEMPT_FIELDS = set(AttemptRecord.model_fields)
+TASK_FIELDS = set(TaskResult.model_fields)
+
+
+class SlimTask(NamedTuple):
+    """A step that ended on its first attempt without an error, as a run keeps it.
+
+    A :class:`TaskResult` with its attempt, dicts and datetimes is about 1.3 KB; this tuple
+    about 0.25 KB, which is most of a 10,000-step run's memory in Python. ``expand()``
+    makes the ``TaskResult`` it stands for.
+
+    Example:
+        >>> slim = SlimTask("add", "add", None, TaskState.SUCCEEDED, 1, 0.0, 1.5, None,
+        ...                 None, ("Output",), (3,))
+        >>> slim.expand().duration, slim.expand().outputs
+        (1.5, {'Output': 3})
+    """
+
+    name: str
+    component: str
+    display_name: str | None
+    state: TaskState
+    attempt: int  # 0: the step ran no attempt (served from the cache, or skipped)
+    start: float  # seconds since the epoch, as the step's report gave them
+    end: float
+    node_id: str | None
+    node_ip: str | None
+    output_names: tuple[str, ...]
+    output_values: tuple[Any, ...]
+
+    def expand(self) -> TaskResult:
+        attempts = []
+        if self.attempt:
+            attempts.append(
+                AttemptRecord.model_construct(
+                    ATTEMPT_FIELDS,
+                    number=self.attempt,
+                    start_time=datetime.fromtimestamp(self.start, timezone.utc),
+                    end_time=datetime.fromtimestamp(self.end, timezone.utc),
+                    error=None,
+                )
+            )
+        return TaskResult.model_construct(
+            TASK_FIELDS,
+            name=self.name,
+            component=self.component,
+            display_name=self.display_name,
+            state=self.state,
+            attempts=attempts,
+            start_time=attempts[0].start_time if attempts else None,
+            end_time=attempts[0].end_time if attempts else None,
+            node_id=self.node_id,
+            node_ip=self.node_ip,
+            outputs=dict(zip(self.output_names, self.output_values, strict=True)),
+            error=None,
+        )
+
+
+class TaskResults(Mapping[str, TaskResult]):
+    """A run's task results by name, in submission order (upstream first).
+
+    A read-only mapping. It keeps a step that ended on its first try without an error as
+    a :class:`SlimTask` and makes its ``TaskResult`` when it is read, so a result of many
+    steps holds a fifth of the memory; two reads of one task give equal results, not the
+    same object.
+
+    Example:
+        >>> results = TaskResults({"add": SlimTask("add", "add", None, TaskState.SUCCEEDED,
+        ...                                        1, 0.0, 1.0, None, None, (), ())})
+        >>> results["add"].state, len(results), list(results)
+        (<TaskState.SUCCEEDED: 'SUCCEEDED'>, 1, ['add'])
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self, kept: Mapping[str, TaskResult | SlimTask] | None = None) -> None:
+        self._kept: dict[str, TaskResult | SlimTask] = dict(kept or {})
+
+    def __getitem__(self, name: str) -> TaskResult:
+        kept = self._kept[name]
+        return kept.expand() if isinstance(kept, SlimTask) else kept
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kept)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kept
+
+    def __repr__(self) -> str:
+        return f"TaskResults({dict(self.items())!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # Validated from a dict of task results (JSON, or a dict in Python), dumped as one.
+        as_dict = handler.generate_schema(dict[str, TaskResult])
+        from_dict = core_schema.no_info_after_validator_function(cls, as_dict)
+        return core_schema.json_or_python_schema(
+            json_schema=from_dict,
+            python_schema=core_schema.union_schema(
+                [core_schema.is_instance_schema(cls), from_dict]
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                dict, return_schema=as_dict
+            ),
+        )
+
+
 class RunResult(BaseModel):
     """The outcome of a pipeline run.
 
@@ -144,7 +262,7 @@ class RunResult(BaseModel):
     status: RunStatus
     arguments: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict)
-    tasks: dict[str, TaskResult] = Field(default_factory=dict)
+    tasks: TaskResults = Field(default_factory=TaskResults)
     error: ErrorInfo | None = None
     start_time: datetime
     end_time: datetime
