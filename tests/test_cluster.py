@@ -6,6 +6,7 @@ for that package); here the session's own Ray and addresses where nothing listen
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import ray
 
 import raypipe
+from raypipe.runtime.cluster import ray_defaults
 from tests.cluster.local_cluster import free_port, hermetic_env, run_driver
 from tests.pipelines import addition
 
@@ -90,3 +92,44 @@ def test_connected_process_keeps_its_cluster_for_implicit_addresses(address: str
 def test_malformed_address_is_reported_even_when_connected() -> None:
     with pytest.raises(raypipe.ClusterConnectionError, match="expected host:port"):
         raypipe.run(addition, {"a": 1, "b": 2}, address="head-node")
+
+
+_OWN_RAY_SCRIPT = """
+    import json, os
+    import psutil
+    import raypipe
+    from raypipe.runtime.cluster import RAY_DEFAULTS
+    from tests.pipelines import addition
+
+    result = raypipe.run(addition, {"a": 1, "b": 2}, tracking=False, cache=False, quiet=True)
+    seen = {}
+    for child in psutil.Process().children(recursive=True):
+        if "raylet" in child.name():
+            seen = {name: child.environ().get(name) for name in RAY_DEFAULTS}
+    left = {name: os.environ.get(name) for name in RAY_DEFAULTS}
+    print("RAYPIPE-RESULT " + json.dumps([result.output, seen, left]))
+"""
+
+
+def test_ray_raypipe_starts_gets_its_defaults_and_the_environment_is_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    output, raylet, left = run_driver(
+        _OWN_RAY_SCRIPT,
+        env=hermetic_env(RAYPIPE_HOME=str(tmp_path / "home")),
+        timeout=_RUN_TIMEOUT_S,
+    )
+    assert output == 13
+    assert raylet == {"RAY_task_events_report_interval_ms": "100"}
+    assert left == {"RAY_task_events_report_interval_ms": None}
+
+
+def test_ray_defaults_leave_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_task_events_report_interval_ms", "2000")
+    with ray_defaults():
+        assert os.environ["RAY_task_events_report_interval_ms"] == "2000"
+    assert os.environ["RAY_task_events_report_interval_ms"] == "2000"
+    monkeypatch.delenv("RAY_task_events_report_interval_ms")
+    with ray_defaults():
+        assert os.environ["RAY_task_events_report_interval_ms"] == "100"
+    assert "RAY_task_events_report_interval_ms" not in os.environ

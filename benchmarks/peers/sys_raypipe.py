@@ -28,6 +28,7 @@ from peers.system import Runnable, start_local_ray
 from peers.workloads import Size
 from raypipe import dsl
 from raypipe.dsl import Metrics, Model, Output
+from raypipe.runtime.cluster import ray_defaults
 
 __all__ = ["Raypipe"]
 
@@ -143,7 +144,8 @@ class Raypipe:
         os.environ["RAYPIPE_HOME"] = os.path.join(workdir, "raypipe-home")
         os.environ.pop("RAYPIPE_ARTIFACT_ROOT", None)
         os.environ["RAYPIPE_QUIET"] = "1"
-        start_local_ray()
+        with ray_defaults():  # as raypipe.run does when it starts Ray itself
+            start_local_ray()
 
     def teardown(self) -> None:
         import ray

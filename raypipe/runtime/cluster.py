@@ -7,20 +7,53 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
 import socket
+from collections.abc import Iterator
 from typing import Any, TypeAlias
 
 from raypipe.errors import ClusterConnectionError
 
-__all__ = ["connect", "probe"]
+__all__ = ["RAY_DEFAULTS", "connect", "probe", "ray_defaults"]
 
 _PROBE_TIMEOUT_S = 5.0
 _CLIENT_PREFIX = "ray://"
 _IMPLICIT_ADDRESSES = (None, "auto", "local")  # "whatever Ray finds": never a mismatch
 
 _IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Ray settings (environment variables Ray reads when a process joins or starts Ray) that
+# raypipe uses unless the user set them. A driver buffers the task events of every task it
+# submits and sends them to the GCS each interval, one second by default: a run submitting
+# 1,500 steps a second grew its driver by 16 MB of them; sent every 100 ms, by 1 MB. The
+# dashboard's task list sees the same events, sooner (benchmarks/README.md, w5).
+RAY_DEFAULTS: dict[str, str] = {"RAY_task_events_report_interval_ms": "100"}
+
+
+@contextlib.contextmanager
+def ray_defaults() -> Iterator[None]:
+    """:data:`RAY_DEFAULTS` in this process's environment (each unless already set) while
+    the block starts or joins Ray; the environment is as it was afterwards.
+
+    Ray reads them as it starts: this process's Ray worker, and on a local start the Ray
+    processes it launches. :func:`connect` uses it; a program that calls ``ray.init``
+    itself can too.
+
+    Example:
+        >>> with ray_defaults():                       # doctest: +SKIP
+        ...     ray.init(num_cpus=4)
+    """
+    added = [name for name in RAY_DEFAULTS if name not in os.environ]
+    for name in added:
+        os.environ[name] = RAY_DEFAULTS[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def connect(address: str | None = None) -> None:
@@ -47,7 +80,8 @@ def connect(address: str | None = None) -> None:
     if explicit is not None:
         probe(explicit)
     try:
-        ray.init(address=address, logging_level=logging.WARNING)
+        with ray_defaults():
+            ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
         raise ClusterConnectionError(address or "(local)", f"{type(exc).__name__}: {exc}") from exc
 
