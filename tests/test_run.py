@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import ray
 import raypipe
 from raypipe import dsl
 from raypipe.dsl import Dataset, Metrics, Model
+from raypipe.runtime.result import RunResult, TaskResult, TaskResults
 from tests.pipelines import (
     DivMod,
     add,
@@ -243,6 +245,30 @@ def test_retries_rerun_a_raising_step_and_record_each_attempt(tmp_path: Path) ->
         "flaky failure 2",
         None,
     ]
+
+
+def test_result_of_first_try_and_retried_steps_survives_json_and_pickle(tmp_path: Path) -> None:
+    @dsl.pipeline
+    def mixed(marker: str) -> int:
+        first = add(a=1, b=2)  # ends on its first try: the run keeps it slim
+        return flaky(marker=marker, failures=1).set_retry(1).after(first).output
+
+    result = raypipe.run(mixed, {"marker": str(tmp_path / "count")})
+    assert result.ok and result.output == 2
+    assert isinstance(result.tasks, TaskResults) and list(result.tasks) == ["add", "flaky"]
+    added = result.tasks["add"]
+    assert isinstance(added, TaskResult) and added == result.tasks["add"]
+    assert added.outputs == {"Output": 3} and [a.number for a in added.attempts] == [1]
+    assert added.start_time == added.attempts[0].start_time and added.duration is not None
+    assert [a.number for a in result.tasks["flaky"].attempts] == [1, 2]
+    for copy in (
+        RunResult.model_validate_json(result.model_dump_json()),
+        RunResult.model_validate(result.model_dump()),
+        pickle.loads(pickle.dumps(result)),
+    ):
+        assert copy == result and dict(copy.tasks) == dict(result.tasks)
+    dumped = result.model_dump(mode="json")["tasks"]
+    assert dumped["add"]["outputs"] == {"Output": 3} and len(dumped["flaky"]["attempts"]) == 2
 
 
 def test_step_fails_when_retries_are_exhausted(tmp_path: Path) -> None:
