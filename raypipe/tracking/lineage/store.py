@@ -56,6 +56,7 @@ __all__ = [
     "file_name",
     "new_token",
     "public_uri",
+    "release_parquet_buffers",
 ]
 
 COMPACTED = "compacted"  # the directory of files merged across runs, in each table's
@@ -167,7 +168,10 @@ class LineageStore:
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **_METADATA})
 
         def write_to(sink: Any) -> None:
-            pq.write_table(data, sink, compression="zstd", memory_pool=arrow_pool())
+            try:
+                pq.write_table(data, sink, compression="zstd", memory_pool=arrow_pool())
+            finally:
+                release_parquet_buffers()
 
         return self.publish(table, directory, name, write_to)
 
@@ -255,7 +259,10 @@ class LineageStore:
     def read(self, part: PartFile) -> pa.Table:
         """One file's rows, in the table's current schema (columns it lacks are null)."""
         fragment = pads.ParquetFileFormat().make_fragment(part.path, filesystem=self.fs)
-        data = fragment.to_table(use_threads=False, memory_pool=arrow_pool())
+        try:
+            data = fragment.to_table(use_threads=False, memory_pool=arrow_pool())
+        finally:
+            release_parquet_buffers()
         return conform(data, TABLES[part.table])
 
     def delete(self, paths: list[str]) -> None:
@@ -341,6 +348,24 @@ def arrow_pool() -> pa.MemoryPool:
     that kept memory (tens of MB after merging a run's parts) would stay for nothing.
     """
     return pa.system_memory_pool()
+
+
+def release_parquet_buffers() -> None:
+    """Give back to the system what Parquet's own buffers left free in Arrow's default
+    pool, on the thread that wrote or read the file.
+
+    Parquet's writer and reader take their buffers from the default pool whatever pool
+    they are given. Mimalloc, its usual backend, keeps the pages they freed for the
+    thread that freed them, in 2 MB huge pages where the system allows them: writing one
+    second of a 10,000-step run (about 1,300 steps) touched 8-12 MB of them for 0.5 MB of
+    buffers, kept for as long as the process lived. Releasing after each file brings that
+    back to the 2 MB the first file took, for under 0.1 ms a file. A default pool the user made
+    the C library's allocator is left alone: releasing it (``malloc_trim``) would walk
+    every heap of the process.
+    """
+    pool = pa.default_memory_pool()
+    if pool.backend_name != "system":
+        pool.release_unused()
 
 
 def file_name(kind: str, token: str, seq: int) -> str:
