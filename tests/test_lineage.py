@@ -778,6 +778,35 @@ def test_a_failed_write_warns_and_is_retried_at_the_next_flush(tmp_path: Path) -
     assert [r.task for r in executions(run_id, root=str(root))] == ["prepare"]
 
 
+def test_many_waiting_rows_of_two_runs_are_written_whole_after_a_failed_write(
+    tmp_path: Path,
+) -> None:
+    # More rows than the writer keeps as tuples (they wait as Arrow columns, by run),
+    # then a write that fails: every row of both runs is written at the next flush.
+    root = tmp_path / "lineage"
+    root.mkdir()
+    (root / "executions").write_text("in the way")
+    runs = ["e" * 32, "f" * 32]
+    writer = LineageWriter(str(root), flush_seconds=3600, flush_rows=10**9)
+    for run_id in runs:
+        writer.run_started(_started(run_id))
+    for i in range(700):
+        for run_id in runs:
+            writer.step_ended(_step(run_id, f"t{i}"))
+    with pytest.warns(RuntimeWarning, match=r"could not write 700 executions rows"):
+        assert writer.flush() is False
+    (root / "executions").unlink()
+    for run_id in runs:
+        writer.run_ended(_ended(run_id))
+    writer.close()
+    for run_id in runs:
+        assert sorted(r.task for r in executions(run_id, root=str(root))) == sorted(
+            f"t{i}" for i in range(700)
+        )
+        attempts = pq.read_table(root / "attempts" / f"run_id={run_id}").num_rows
+        assert attempts == 700
+
+
 def test_a_bad_root_names_what_failed(tmp_path: Path) -> None:
     with pytest.raises(
         LineageError, match=r"lineage root 'nosuchscheme://bucket/x': cannot be opened"

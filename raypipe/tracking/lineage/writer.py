@@ -42,6 +42,7 @@ from raypipe.tracking.lineage.store import (
 
 __all__ = ["LineageWriter"]
 
+_CHUNK_ROWS = 512  # a table's waiting rows become Arrow columns this many at a time
 _FINAL_ATTEMPTS = 3  # tries of the last flush, at close
 _FINAL_BACKOFF_S = 0.2
 
@@ -87,9 +88,11 @@ class LineageWriter:
         self.merge_parts = merge_parts
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        # rows wait as tuples in their table's column order: a third of a dict's memory
+        # the newest rows wait as tuples in their table's column order (a third of a
+        # dict's memory), the others as Arrow tables of each run (a third of the tuples')
         self._buffers: dict[str, list[Packed]] = {table: [] for table in TABLES}
-        self._waiting = 0  # rows in the buffers
+        self._chunks: dict[str, dict[str, list[pa.Table]]] = {table: {} for table in TABLES}
+        self._waiting = 0  # rows in the buffers and chunks
         self._oldest: float | None = None  # time.monotonic() of the oldest waiting row
         self._retry_at = 0.0  # after a failed flush, not before this
         self._token = new_token()
@@ -151,10 +154,15 @@ class LineageWriter:
 
     def _add(self, rows: dict[str, list[Row]], *, start: bool = True) -> None:
         with self._lock:
-            added = 0
+            added = dropped = 0
             for table, table_rows in rows.items():
-                self._buffers[table].extend(_pack(table_rows, _COLUMNS[table]))
+                buffer = self._buffers[table]
+                buffer.extend(_pack(table_rows, _COLUMNS[table]))
                 added += len(table_rows)
+                if len(buffer) >= _CHUNK_ROWS:  # as columns: a third of the memory
+                    self._buffers[table] = []
+                    dropped += self._convert(table, buffer, self._chunks[table])
+            self._waiting -= dropped
             if not added:
                 return
             first = self._oldest is None
@@ -200,36 +208,27 @@ class LineageWriter:
         with self._flushing:
             with self._lock:
                 taken, self._buffers = self._buffers, {table: [] for table in TABLES}
+                chunks, self._chunks = self._chunks, {table: {} for table in TABLES}
                 oldest, self._oldest, self._waiting = self._oldest, None, 0
                 seq, self._seq = self._seq, self._seq + 1
-            failed: dict[str, list[Packed]] = {}
+            failed: dict[str, dict[str, pa.Table]] = {}
             problems: list[str] = []
             for table, rows in taken.items():
-                by_run: dict[str, list[Packed]] = defaultdict(list)
-                for row in rows:
-                    by_run[row[0]].append(row)  # run_id, every table's first column
-                for run_id, run_rows in by_run.items():
-                    try:
-                        data = _arrow_table(run_rows, TABLES[table])
-                    except (pa.ArrowException, TypeError, ValueError) as exc:
-                        warnings.warn(  # a bug in raypipe: trying again would not help
-                            f"raypipe: lineage at {self.store.public_root}: run {run_id}: "
-                            f"{len(run_rows)} {table} rows do not fit the table and were "
-                            f"dropped: {type(exc).__name__}: {exc}",
-                            RuntimeWarning,
-                            stacklevel=3,
-                        )
-                        continue
+                by_run = chunks[table]
+                self._convert(table, rows, by_run)
+                for run_id, run_chunks in by_run.items():
+                    data = pa.concat_tables(run_chunks) if len(run_chunks) > 1 else run_chunks[0]
                     problem = self._write(table, run_id, data, seq)
                     if problem is not None:
-                        failed.setdefault(table, []).extend(run_rows)
+                        failed.setdefault(table, {})[run_id] = data
                         problems.append(problem)
             if not failed:
                 return True
             with self._lock:
-                for table, rows in failed.items():
-                    self._buffers[table][:0] = rows
-                    self._waiting += len(rows)
+                for table, by_failed_run in failed.items():
+                    for run_id, data in by_failed_run.items():
+                        self._chunks[table].setdefault(run_id, []).insert(0, data)
+                        self._waiting += data.num_rows
                 if oldest is not None and (self._oldest is None or oldest < self._oldest):
                     self._oldest = oldest
                 self._retry_at = time.monotonic() + self.flush_seconds
@@ -249,6 +248,29 @@ class LineageWriter:
                     stacklevel=3,
                 )
             return False
+
+    def _convert(self, table: str, rows: list[Packed], chunks: dict[str, list[pa.Table]]) -> int:
+        """Add ``rows`` to ``chunks`` as an Arrow table of each run; the number of rows
+        dropped (with a warning) because they do not fit the table."""
+        by_run: dict[str, list[Packed]] = defaultdict(list)
+        for row in rows:
+            by_run[row[0]].append(row)  # run_id, every table's first column
+        dropped = 0
+        for run_id, run_rows in by_run.items():
+            try:
+                data = _arrow_table(run_rows, TABLES[table])
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                warnings.warn(  # a bug in raypipe: trying again would not help
+                    f"raypipe: lineage at {self.store.public_root}: run {run_id}: "
+                    f"{len(run_rows)} {table} rows do not fit the table and were "
+                    f"dropped: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                dropped += len(run_rows)
+                continue
+            chunks.setdefault(run_id, []).append(data)
+        return dropped
 
     def _write(self, table: str, run_id: str, data: pa.Table, seq: int) -> str | None:
         """Write one part; None, or what went wrong."""
