@@ -12,6 +12,8 @@ import ipaddress
 import logging
 import os
 import socket
+import time
+import warnings
 from collections.abc import Iterator
 from typing import Any, TypeAlias
 
@@ -22,6 +24,13 @@ __all__ = ["RAY_DEFAULTS", "connect", "probe", "ray_defaults"]
 _PROBE_TIMEOUT_S = 5.0
 _CLIENT_PREFIX = "ray://"
 _IMPLICIT_ADDRESSES = (None, "auto", "local")  # "whatever Ray finds": never a mismatch
+# A Ray Client server starts a server process of its own for each driver that connects.
+# Now and then that process dies as it starts (1 of 24 connections in a test loop on
+# 2 cores here), and ray.init fails with one of these messages: the process was gone at
+# once, or never answered. A new connection starts a new process.
+_CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+_CLIENT_ATTEMPTS = 3
+_CLIENT_BACKOFF_S = 1.0
 
 _IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,7 +71,9 @@ def connect(address: str | None = None) -> None:
     Args:
         address: ``None`` to use a running session or start a local one (or what
             ``RAY_ADDRESS`` names); ``"auto"``; ``"host:port"`` of a cluster's GCS; or a
-            ``ray://host:port`` client address.
+            ``ray://host:port`` client address. Through a client address, a connection
+            whose server process died as it started is tried again (with a warning), up
+            to three times in all.
 
     Raises:
         ClusterConnectionError: the address cannot be reached, quickly and by name; or this
@@ -79,11 +90,35 @@ def connect(address: str | None = None) -> None:
         return
     if explicit is not None:
         probe(explicit)
-    try:
-        with ray_defaults():
-            ray.init(address=address, logging_level=logging.WARNING)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-        raise ClusterConnectionError(address or "(local)", f"{type(exc).__name__}: {exc}") from exc
+    for attempt in range(1, _CLIENT_ATTEMPTS + 1):
+        try:
+            with ray_defaults():
+                ray.init(address=address, logging_level=logging.WARNING)
+            return
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            died = _client_server_died(address, exc)
+            if attempt == _CLIENT_ATTEMPTS or died is None:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise ClusterConnectionError(address or "(local)", reason) from exc
+            warnings.warn(
+                f"raypipe: the Ray Client server at {address!r} could not start a server "
+                f"for this driver (Ray: {died!r}); connecting again "
+                f"(attempt {attempt + 1} of {_CLIENT_ATTEMPTS})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            time.sleep(_CLIENT_BACKOFF_S * attempt)
+
+
+def _client_server_died(address: str | None, exc: Exception) -> str | None:
+    """Ray's message, if ``ray.init(ray://...)`` failed because the client server's process
+    for this driver died as it started: worth a new connection, unlike a bad address, a
+    refused token or a runtime environment that cannot be made."""
+    if address is None or not address.startswith(_CLIENT_PREFIX):
+        return None
+    if not isinstance(exc, ConnectionAbortedError):
+        return None
+    return next((m for m in _CLIENT_SERVER_FAILED if m in str(exc)), None)
 
 
 def _host_port(address: str) -> tuple[str, int]:

@@ -40,6 +40,8 @@ from typing import Any
 _START_TIMEOUT_S = 90.0  # both nodes up and registered (about 10-20 s on 2 busy cores)
 _STOP_TIMEOUT_S = 15.0  # a node stops in 1-2 s once its drain wait is off
 RESULT_MARK = "RAYPIPE-RESULT "  # the line of a driver's stdout that carries its summary
+_FAULTS = Path(__file__).parent / "faults"  # on the nodes' PYTHONPATH (faults/sitecustomize.py)
+_CLIENT_SERVER_FAILURES = "client-server-failures"  # in temp_dir: how many to fail
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,16 @@ class LocalCluster:
         (the cluster then has two alive nodes again)."""
         assert self._workers is not None, "a LocalCluster from local_cluster() only"
         return self._workers.start()
+
+    def fail_client_servers(self, count: int) -> None:
+        """Make the next ``count`` server processes that the head's Ray Client server
+        starts for connecting drivers exit as they start (``faults/sitecustomize.py``)."""
+        (self.temp_dir / _CLIENT_SERVER_FAILURES).write_text(str(count))
+
+    def client_servers_to_fail(self) -> int:
+        """How many of the failures :meth:`fail_client_servers` asked for are still to come."""
+        path = self.temp_dir / _CLIENT_SERVER_FAILURES
+        return int(path.read_text() or 0) if path.exists() else 0
 
     def logs(self, pattern: str, chars: int = 2000) -> str:
         """The ends of this cluster's Ray logs matching ``pattern``, to explain a failure."""
@@ -280,6 +292,15 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
         # Job drivers run in the head's environment: keep their files in the temp dir.
         RAYPIPE_HOME=str(temp_dir / "raypipe-home"),
     )
+    # The nodes' own environment: with the faults a test can inject (none until asked).
+    node_env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_FAULTS), env.get("PYTHONPATH")])),
+        "RAYPIPE_TEST_CLIENT_SERVER_FAILURES": str(temp_dir / _CLIENT_SERVER_FAILURES),
+        # How long the Ray Client server waits for a driver's server process to answer
+        # (30 s by default): a failed one is then reported in 10 s (it answers in 1-5 s).
+        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "10",
+    }
     port, client_port, dashboard_port = free_port(), free_port(), free_port()
     address = f"127.0.0.1:{port}"
 
@@ -309,7 +330,7 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
                 f"--temp-dir={temp_dir}",
                 *node_args(),
             ],
-            env,
+            node_env,
             temp_dir / "head.log",
         )
         nodes.append(head)
@@ -327,7 +348,7 @@ def local_cluster(worker_labels: Mapping[str, str]) -> Iterator[LocalCluster]:
             node = RayStartNode(
                 name,
                 [f"--address={address}", f"--labels={labels}", *node_args()],
-                env,
+                node_env,
                 temp_dir / f"{name}.log",
             )
             nodes.append(node)

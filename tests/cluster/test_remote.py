@@ -156,28 +156,60 @@ def test_submit_to_an_address_where_nothing_listens_fails_at_once(cluster: Local
 
 
 _CLIENT_SCRIPT = """
-    import json, sys
+    import json, sys, warnings
     import raypipe
+    from raypipe.errors import ClusterConnectionError
     from tests.cluster.pipelines import placement
 
-    result = raypipe.run(placement, {"greeting": "via client"}, address=sys.argv[1],
-                         tracking=False)
-    print("RAYPIPE-RESULT " + json.dumps({
-        "status": str(result.status.value),
-        "error": result.error and result.error.message,
-        "output": result.output,
-        "nodes": {name: task.node_id for name, task in result.tasks.items()},
-    }))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = raypipe.run(placement, {"greeting": "via client"}, address=sys.argv[1],
+                                 tracking=False)
+        except ClusterConnectionError as exc:
+            summary = {"connection_error": str(exc)}
+        else:
+            summary = {
+                "status": str(result.status.value),
+                "error": result.error and result.error.message,
+                "output": result.output,
+                "nodes": {name: task.node_id for name, task in result.tasks.items()},
+            }
+    summary["warnings"] = [str(w.message) for w in caught]
+    print("RAYPIPE-RESULT " + json.dumps(summary))
 """
+
+
+def _through_client(cluster: LocalCluster, tmp_path: Path) -> Any:
+    env = {**cluster.env, "RAYPIPE_HOME": str(tmp_path / "home")}
+    try:
+        return run_driver(_CLIENT_SCRIPT, cluster.client_address, env=env, timeout=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}{cluster.logs('ray_client_server*')}") from None
+
+
+def _retries(summary: dict[str, Any]) -> list[str]:
+    return [w for w in summary["warnings"] if "connecting again" in w]
 
 
 def test_run_through_ray_client_places_steps_by_label(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    env = {**cluster.env, "RAYPIPE_HOME": str(tmp_path / "home")}
-    summary = run_driver(_CLIENT_SCRIPT, cluster.client_address, env=env, timeout=180)
-    assert summary["status"] == "SUCCEEDED", summary["error"]
+    summary = _through_client(cluster, tmp_path)
+    assert summary.get("status") == "SUCCEEDED", summary
     assert summary["output"]["greeting"] == "via client"
     assert summary["output"]["pinned"] == [cluster.worker_id] * 3
     assert summary["output"]["image"] == cluster.worker_id
     assert summary["nodes"]["in-image"] == cluster.worker_id
+
+
+def test_ray_client_connection_is_made_again_when_its_server_dies_starting(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    cluster.fail_client_servers(1)
+    summary = _through_client(cluster, tmp_path)
+    assert cluster.client_servers_to_fail() == 0  # the fault did happen
+    assert summary.get("status") == "SUCCEEDED", summary
+    retry = _retries(summary)[0]  # (a real failure of Ray's may add a second)
+    assert f"the Ray Client server at {cluster.client_address!r} could not start" in retry
+    assert "(attempt 2 of 3)" in retry
