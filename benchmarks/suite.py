@@ -47,6 +47,11 @@ SYSTEMS = ["raypipe", "raypipe-untracked", "raw-ray", "ray-workflows", "prefect"
 W5_SYSTEMS = ("raypipe", "raw-ray")
 QUICK = {"kfp": {"w1": {"steps": 10}, "w2": {"steps": 10}}}  # measured size unless --full
 WORKER_TIMEOUT_S = 1200
+# The same for every system's processes (and the Ray workers, step processes and threads
+# they start): numpy does not ask the kernel for transparent huge pages. With them, w3's
+# `np.ones(2**27)` took 0.11 s or, when the kernel had to compact memory first, 1.5-7 s,
+# at random in every system; without them a steady 0.4 s. See README, w3.
+WORKER_ENV = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"}
 
 
 def _sizes(system: str, full: bool) -> dict[str, dict[str, int]]:
@@ -83,7 +88,7 @@ def _run_worker(
     try:
         with open(log, "w") as stream:
             subprocess.run(
-                command, cwd=HERE, stdout=stream, stderr=subprocess.STDOUT,
+                command, cwd=HERE, env=WORKER_ENV, stdout=stream, stderr=subprocess.STDOUT,
                 timeout=WORKER_TIMEOUT_S, check=False,
             )  # fmt: skip
     except subprocess.TimeoutExpired:
