@@ -7,13 +7,15 @@ of 1,000 and a fan-in, w3 a 1 GiB array handed from one step to the next, w4 the
 ML pipeline, w5 10,000 steps (raypipe and raw Ray only: driver memory and time per step).
 
 Each round starts every system in a process of its own (``peers/worker.py``), one system
-after another, the order rotated each round so that no system always runs first or last
-on this shared machine. A worker sets its system up (untimed), runs each workload once
-untimed (warm-up) and then ``--reps`` timed runs. kfp.local gets a process per workload
-and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a 4-step
-warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and w2
-at 10 steps unless ``--full`` (a step costs it about half a second: 1,000 steps would take
-10 minutes), and the report projects them to full size.
+after another, the order rotated each round so that no system always runs first or last on
+this shared machine. A worker sets its system up (untimed), runs each workload once untimed
+(warm-up) and then ``--reps`` timed runs, and more, up to ``--max-reps`` (3), while that
+workload's timed runs so far took under ``--rep-budget`` (2 s) in all: the same rule for
+every system, so that sub-second runs get three samples a round. kfp.local gets a process
+per workload and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a
+4-step warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and
+w2 at 10 steps unless ``--full`` (a step costs it about half a second: 1,000 steps would
+take 10 minutes), and the report projects them to full size.
 
 Writes ``results.md`` and ``results.png`` beside this file (``--output-dir``); the raw
 samples as ``results.json``. Prints package versions and the load average of each run.
@@ -81,7 +83,8 @@ def _run_worker(
     command = [
         str(python), "-m", "peers.worker", "--system", system, "--workloads", *workloads,
         "--sizes", json.dumps(_sizes(system, args.full)), "--warmup", str(warmup),
-        "--reps", str(args.reps), "--out", str(out),
+        "--reps", str(args.reps), "--max-reps", str(args.max_reps),
+        "--rep-budget", str(args.rep_budget), "--out", str(out),
     ]  # fmt: skip
     print(f"--- {system} {' '.join(workloads)} (load {os.getloadavg()[0]:.1f})", flush=True)
     log = tmp / (out.stem + ".log")
@@ -118,6 +121,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="3+ if time allows")
     parser.add_argument("--reps", type=int, default=1, help="timed runs per worker process")
+    parser.add_argument(
+        "--max-reps",
+        type=int,
+        default=3,
+        help="more timed runs per worker, up to this many, while a workload's "
+        "timed runs so far took under --rep-budget seconds",
+    )
+    parser.add_argument("--rep-budget", type=float, default=2.0)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (not kfp)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS)
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
@@ -161,7 +172,8 @@ def main() -> int:
         f"- machine: {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, {platform.system()} "
         f"{platform.machine()}; Python {platform.python_version()} for every system",
         f"- suite: {args.rounds} rounds, {args.warmup} warm-up and {args.reps} timed run(s) per "
-        f"worker process; wall time {elapsed / 60:.1f} min; 1-minute load average "
+        f"worker process, up to {args.max_reps} while a workload's timed runs took under "
+        f"{args.rep_budget:g} s in all; wall time {elapsed / 60:.1f} min; 1-minute load average "
         f"{min(loads):.1f} – {max(loads):.1f} (between workers)",
         f"- command: `python benchmarks/suite.py {' '.join(sys.argv[1:])}`",
         "",

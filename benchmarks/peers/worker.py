@@ -102,7 +102,16 @@ def main() -> int:
     parser.add_argument("--workloads", nargs="+", required=True)
     parser.add_argument("--sizes", required=True, help="JSON: workload -> Size fields")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=1, help="timed runs of each workload")
+    parser.add_argument(
+        "--max-reps",
+        type=int,
+        default=1,
+        help="more timed runs, up to this many, while the budget lasts",
+    )
+    parser.add_argument("--rep-budget", type=float, default=0.0,
+                        help="seconds: time one more run while a workload's timed runs "
+                        "took less than this in all")  # fmt: skip
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     sizes = {name: Size(**fields) for name, fields in json.loads(args.sizes).items()}
@@ -150,9 +159,13 @@ def main() -> int:
                     warmups = args.warmup + 1 if workload == "w3" and args.warmup else args.warmup
                     for _ in range(warmups):
                         check(workload, runnable.value(runnable.run()), size)
-                for _ in range(args.reps):
+                timed = 0.0
+                for rep in range(max(args.reps, args.max_reps)):
+                    if rep >= args.reps and timed >= args.rep_budget:
+                        break  # the same rule for every system: fast runs get more samples
                     load = os.getloadavg()[0]
                     seconds, out = _timed(runnable)
+                    timed += seconds
                     check(workload, runnable.value(out), size)
                     del out
                     result["samples"].append(
