@@ -618,6 +618,26 @@ def test_a_run_merges_its_parts_one_at_a_time_into_sorted_row_groups(tmp_path: P
     assert len(_table(root, "events", "execution_id")) == 9  # one output event per step
 
 
+def test_compact_removes_what_a_writer_that_died_merging_left(tmp_path: Path) -> None:
+    root = tmp_path / "lineage"
+    run_id = "e" * 32
+    writer = LineageWriter(str(root), flush_seconds=3600)
+    writer.run_started(_started(run_id))
+    writer.step_ended(_step(run_id, "prepare"))
+    writer.run_ended(_ended(run_id))
+    writer.close()
+    # a driver killed while merging its parts leaves the merge's hidden scratch behind
+    run_dir = root / "executions" / f"run_id={run_id}"
+    left = run_dir / ".merge-0123456789ab"
+    left.mkdir()
+    (left / "merged-0.parquet").write_bytes(b"half a file")
+    assert [r[2] for r in _table(root, "executions", "task")] == ["prepare"]  # unseen
+
+    compact(str(root))
+    assert not run_dir.exists()
+    assert [r[2] for r in _table(root, "executions", "task")] == ["prepare"]
+
+
 # Writing: failures, remote roots, bad roots ----------------------------------------------
 
 

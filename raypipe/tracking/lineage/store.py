@@ -298,6 +298,15 @@ class LineageStore:
 
         return self.publish(table, directory, name, write_to)
 
+    def remove_dirs(self, directories: set[str], *, prefix: str) -> None:
+        """Remove the subdirectories of ``directories`` whose names begin with ``prefix``,
+        with all they hold."""
+        for directory in sorted(directories):
+            selector = pafs.FileSelector(directory, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
+                    self.fs.delete_dir(info.path)
+
     def remove_empty_dirs(self, directories: set[str]) -> None:
         """Remove each of ``directories`` that holds nothing (a run's, once merged away)."""
         for directory in sorted(directories):
