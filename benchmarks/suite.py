@@ -9,9 +9,9 @@ ML pipeline, w5 10,000 steps (raypipe and raw Ray only: driver memory and time p
 Each round starts every system in a process of its own (``peers/worker.py``), one system
 after another, the order rotated each round so that no system always runs first or last on
 this shared machine. A worker sets its system up (untimed), runs each workload once untimed
-(warm-up) and then ``--reps`` timed runs, and more, up to ``--max-reps`` (3), while that
+(warm-up) and then ``--reps`` timed runs, and more, up to ``--max-reps`` (10), while that
 workload's timed runs so far took under ``--rep-budget`` (2 s) in all: the same rule for
-every system, so that sub-second runs get three samples a round. kfp.local gets a process
+every system, so that sub-second runs get several samples a round (a 0.2 s run about 10). kfp.local gets a process
 per workload and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a
 4-step warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and
 w2 at 10 steps unless ``--full`` (a step costs it about half a second: 1,000 steps would
@@ -124,7 +124,7 @@ def main() -> int:
     parser.add_argument(
         "--max-reps",
         type=int,
-        default=3,
+        default=10,
         help="more timed runs per worker, up to this many, while a workload's "
         "timed runs so far took under --rep-budget seconds",
     )
