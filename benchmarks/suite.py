@@ -11,9 +11,10 @@ after another, the order rotated each round so that no system always runs first 
 this shared machine. A worker sets its system up (untimed), runs each workload once untimed
 (warm-up) and then ``--reps`` timed runs, and more, up to ``--max-reps`` (10), while that
 workload's timed runs so far took under ``--rep-budget`` (2 s) in all: the same rule for
-every system, so that sub-second runs get several samples a round (a 0.2 s run about 10). kfp.local gets a process
-per workload and no warm-up (see ``peers/sys_kfp.py``); w5 a process per system and round: a
-4-step warm-up, then the first full run measures the driver's memory. kfp.local runs w1 and
+every system, so that sub-second runs get several samples a round (a 0.2 s run about
+10). kfp.local gets a process per workload and no warm-up (see ``peers/sys_kfp.py``); w5 a
+process per system and round: a 4-step warm-up, then the first full run measures the
+driver's memory. kfp.local runs w1 and
 w2 at 10 steps unless ``--full`` (a step costs it about half a second: 1,000 steps would
 take 10 minutes), and the report projects them to full size.
 
