@@ -37,7 +37,7 @@ from peers.sys_raypipe import Raypipe
 from peers.workloads import Size
 
 STEPS = 1000
-WINDOW = 256  # raypipe's default step window on a machine of up to 4 CPUs
+WINDOW = 256  # raypipe's default step window up to 16 CPUs (DEFAULT_STEP_WINDOW)
 EXPECTED = sum(range(1, STEPS + 1))
 
 
