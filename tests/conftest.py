@@ -3,6 +3,8 @@ per test."""
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,38 @@ from tests.mlflow_server import MlflowServer
 
 
 @pytest.fixture(scope="session", autouse=True)
-def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Start Ray once per test session (starting it per test would cost seconds each)."""
+def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start Ray once per test session (starting it per test would cost seconds each).
+
+    A Ray that this fixture started leaves its session directory behind when it stops,
+    with the virtual environment Ray built for the step that installs a package (about
+    2.4 GB). After a session without failures it is removed, so that repeated
+    ``make test`` runs do not fill /tmp; after a failure Ray's logs stay there to read.
+    """
+    session_dir = None
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        session_dir = Path(context.address_info["session_dir"])
     yield
     ray.shutdown()
+    if session_dir is not None and not request.session.testsfailed:
+        _remove_ray_session(session_dir)
+
+
+def _remove_ray_session(session_dir: Path) -> None:
+    """Remove a stopped Ray's session directory. Its worker processes exit just after
+    ``ray.shutdown()`` returns and may still write their last log lines: try again briefly."""
+    for attempt in range(_REMOVE_ATTEMPTS):
+        try:
+            shutil.rmtree(session_dir)
+            return
+        except OSError:
+            if attempt == _REMOVE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5)
+
+
+_REMOVE_ATTEMPTS = 5
 
 
 @pytest.fixture(scope="session")
