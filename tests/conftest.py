@@ -14,6 +14,8 @@ import ray
 
 from tests.mlflow_server import MlflowServer
 
+_REMOVE_ATTEMPTS = 5  # tries at removing a stopped Ray's session directory
+
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session(request: pytest.FixtureRequest) -> Iterator[None]:
@@ -45,9 +47,6 @@ def _remove_ray_session(session_dir: Path) -> None:
             if attempt == _REMOVE_ATTEMPTS - 1:
                 raise
             time.sleep(0.5)
-
-
-_REMOVE_ATTEMPTS = 5
 
 
 @pytest.fixture(scope="session")
